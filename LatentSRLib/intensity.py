@@ -1,0 +1,47 @@
+"""Per-volume percentile normalisation and its exact inverse.
+
+Models work on intensities scaled so that the 1st percentile maps to 0 and the 99th to 1 (Sander et
+al. 2020); outputs are mapped back with the inverse so they are in the input's own units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import LatentSRError
+
+
+@dataclasses.dataclass(frozen=True)
+class PercentileScaling:
+    """The affine map x -> (x - low) / (high - low) and back."""
+
+    low: float
+    high: float
+
+    @classmethod
+    def fit(cls, array: np.ndarray, lower: float = 1.0, upper: float = 99.0) -> "PercentileScaling":
+        """Percentiles of all samples of a volume (every frame of a cine together)."""
+        low, high = np.percentile(np.asarray(array, dtype=np.float64), [lower, upper])
+        if not np.isfinite([low, high]).all():
+            raise LatentSRError("cannot normalise intensities: the volume contains NaN or infinite values")
+        if high <= low:  # a (nearly) constant image: fall back to its full range, then to a unit scale
+            low, high = float(np.min(array)), float(np.max(array))
+            if high <= low:
+                high = low + 1.0
+        return cls(float(low), float(high))
+
+    def forward(self, array: np.ndarray, clip: bool = False) -> np.ndarray:
+        """Scale into [0, 1] (clipped only with ``clip``: the inverse is exact only without it)."""
+        scaled = ((np.asarray(array, dtype=np.float64) - self.low) / (self.high - self.low)).astype(np.float32)
+        return np.clip(scaled, 0.0, 1.0) if clip else scaled
+
+    def inverse(self, scaled: np.ndarray) -> np.ndarray:
+        return (np.asarray(scaled, dtype=np.float64) * (self.high - self.low) + self.low).astype(np.float32)
+
+
+def normalise(array: np.ndarray, clip: bool = False) -> tuple[np.ndarray, PercentileScaling]:
+    """Scale a volume by its 1st/99th percentiles; returns the scaled array and the map."""
+    scaling = PercentileScaling.fit(array)
+    return scaling.forward(array, clip=clip), scaling

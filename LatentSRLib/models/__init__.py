@@ -1,0 +1,1 @@
+"""Learned super-resolution models and their bundled weights."""

@@ -1,0 +1,118 @@
+"""Weights files: saving, checked loading, and the registry of weights bundled in Resources/Models.
+
+A weights file is a ``torch.save`` dict ``{"format": "latentsr-weights-1", "kind", "config",
+"state_dict", "meta"}``. Bundled files are listed in ``Resources/Models/models.json`` with their
+sha256, which is checked on every load so a truncated or swapped file is caught with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import LatentSRError
+
+FORMAT = "latentsr-weights-1"
+MANIFEST = "models.json"
+
+
+def models_folder() -> Path:
+    """Where bundled weights live: $LATENTSR_MODELS, else Resources/Models beside the library."""
+    if os.environ.get("LATENTSR_MODELS"):
+        return Path(os.environ["LATENTSR_MODELS"])
+    here = Path(__file__).resolve().parent.parent  # LatentSRLib/
+    for candidate in (here.parent / "Resources" / "Models", here / "Resources" / "Models"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "Resources" / "Models"
+
+
+def manifest() -> dict[str, dict[str, Any]]:
+    """Bundled models by name: {"file", "sha256", "kind", "description"}."""
+    path = models_folder() / MANIFEST
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_weights(kind: str) -> str:
+    """Name of the bundled model used for ``kind`` ("ae" or "contrastive") when none is given."""
+    for name, entry in manifest().items():
+        if entry.get("kind") == kind and entry.get("default", False):
+            return name
+    for name, entry in manifest().items():
+        if entry.get("kind") == kind:
+            return name
+    raise LatentSRError(f"no bundled weights for method '{kind}' in {models_folder()}; pass --weights FILE")
+
+
+def resolve(weights: str | os.PathLike | None, kind: str) -> tuple[Path, str | None]:
+    """A weights argument (bundled name, file path or None) -> (file, expected sha256 or None)."""
+    entries = manifest()
+    name = str(weights) if weights is not None else default_weights(kind)
+    if name in entries:
+        return models_folder() / entries[name]["file"], entries[name]["sha256"]
+    path = Path(name)
+    if not path.exists():
+        known = ", ".join(entries) or "none"
+        raise LatentSRError(f"weights '{name}' is neither a file nor a bundled model (bundled: {known})")
+    # A path to a bundled file is still checked against its recorded digest.
+    for entry in entries.values():
+        if (models_folder() / entry["file"]).resolve() == path.resolve():
+            return path, entry["sha256"]
+    return path, None
+
+
+def save(path: str | os.PathLike, kind: str, config: dict, state_dict: dict, meta: dict | None = None,
+         half: bool = True) -> Path:
+    """Write a weights file (float16 tensors with ``half``; integer buffers kept as they are)."""
+    tensors = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+               for k, v in state_dict.items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, "kind": kind, "config": config, "state_dict": tensors, "meta": meta or {}},
+               temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def load(weights: str | os.PathLike | None, kind: str) -> dict[str, Any]:
+    """Load and check a weights file; returns its dict with float32 tensors.
+
+    Raises:
+        LatentSRError: missing file, sha256 mismatch with the registry, not a LatentSR weights file,
+            or weights of another kind of model.
+    """
+    path, expected = resolve(weights, kind)
+    if not path.exists():
+        raise LatentSRError(f"weights file is missing: {path}")
+    data = path.read_bytes()
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise LatentSRError(f"weights file {path} is corrupt: its sha256 does not match the one recorded "
+                            f"in {MANIFEST} (re-download or restore it)")
+    try:
+        content = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for garbage; all mean the same to a user
+        raise LatentSRError(f"{path} is not a readable weights file ({type(error).__name__})") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise LatentSRError(f"{path} is not a LatentSR weights file (expected format '{FORMAT}')")
+    if content.get("kind") != kind:
+        raise LatentSRError(f"{path} holds weights for '{content.get('kind')}', not for '{kind}'")
+    content["state_dict"] = {k: (v.float() if v.is_floating_point() else v) for k, v in content["state_dict"].items()}
+    content["path"] = str(path)
+    return content

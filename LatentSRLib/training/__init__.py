@@ -1,0 +1,1 @@
+"""Training loops for the learned methods, on anisotropic scans only (no high-resolution truth)."""

@@ -1,0 +1,186 @@
+"""Training the latent-interpolation autoencoder on anisotropic scans only.
+
+Paper (Sander et al. 2020): reconstruct random 128x128 in-plane patches (MSE, Adam), with
+90-degree rotations and random intensity changes. Option ``interp_weight > 0`` adds the journal
+follow-up's loss (arXiv 2202.09258): from triplets of adjacent acquired slices, the decoder must
+rebuild x_n from the mixed latent 0.5 * (z_{n-1} + z_{n+1}). Both use acquired slices only.
+
+Single process on cuda/mps/cpu; under ``torchrun --nproc_per_node N`` the model is wrapped in
+DistributedDataParallel and each rank samples its own patches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from ..models import registry
+from ..models.autoencoder import LatentInterpolationAE
+from . import common
+from .data import MODEL_PIXEL_SIZE, fixed_validation_stacks, load_volumes, sample_stacks, split_by_patient
+
+
+@dataclasses.dataclass
+class AETrainingConfig:
+    data: Sequence[str]
+    out: str
+    validation_data: Sequence[str] = ()
+    validation_patients: int = 8
+    epochs: int = 20
+    steps_per_epoch: int = 100
+    batch_size: int = 16
+    patch_size: int = 128
+    learning_rate: float = 1e-3
+    interp_weight: float = 0.0
+    base_width: int = 32
+    latent_channels: int = 16
+    depth: int = 4
+    bottleneck_width: int = 256
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    max_minutes: float | None = None
+    max_cine_frames: int | None = 6
+    validation_count: int = 64
+    pixel_size: float = MODEL_PIXEL_SIZE
+    progress: bool = True
+
+
+def losses(model: torch.nn.Module, batch: torch.Tensor, interp_weight: float) -> dict[str, torch.Tensor]:
+    """Loss terms for a batch of stacks (B, S, H, W); S=1 (paper) or 3 (with the interpolation loss).
+
+    Returns ``recon`` (MSE of every slice's reconstruction), ``interp`` (MSE of the middle slice
+    decoded from its neighbours' mixed latents; S=3 only) and ``total``.
+    """
+    ae = model.module if hasattr(model, "module") else model
+    b, s, h, w = batch.shape
+    z = ae.encode(batch.reshape(b * s, 1, h, w))
+    recon = ae.decode(z).reshape(b, s, h, w)
+    terms = {"recon": F.mse_loss(recon, batch)}
+    total = terms["recon"]
+    if interp_weight > 0 and s == 3:
+        z = z.reshape(b, s, *z.shape[1:])
+        middle = ae.decode(0.5 * (z[:, 0] + z[:, 2]))[:, 0]
+        terms["interp"] = F.mse_loss(middle, batch[:, 1])
+        total = total + interp_weight * terms["interp"]
+    terms["total"] = total
+    return terms
+
+
+@torch.inference_mode()
+def validate(model: LatentInterpolationAE, triplets: torch.Tensor, batch_size: int = 16) -> dict[str, float]:
+    """Reconstruction and mid-slice interpolation MSE on fixed validation triplets.
+
+    ``linear`` is the MSE of plain linear interpolation (the mean of the neighbours) on the same
+    triplets: the number the model's ``interp`` has to beat.
+    """
+    model.eval()
+    totals = {"recon": 0.0, "interp": 0.0, "linear": 0.0}
+    for start in range(0, len(triplets), batch_size):
+        batch = triplets[start:start + batch_size]
+        middle = batch[:, 1:2]
+        totals["recon"] += F.mse_loss(model(middle), middle, reduction="sum").item()
+        synthetic = model.interpolate(batch[:, :1], batch[:, 2:], torch.tensor([0.5]))
+        totals["interp"] += F.mse_loss(synthetic, middle, reduction="sum").item()
+        totals["linear"] += F.mse_loss(0.5 * (batch[:, :1] + batch[:, 2:]), middle, reduction="sum").item()
+    model.train()
+    return {k: v / triplets[:, 1].numel() for k, v in totals.items()}
+
+
+def train(config: AETrainingConfig) -> Path:
+    """Train, checkpointing every epoch; export float16 weights of the best validation epoch."""
+    rank, world = common.distributed_context()
+    device = common.pick_device(config.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    rng = common.seed_everything(config.seed + rank)
+    volumes = load_volumes(config.data, config.pixel_size, max_frames=config.max_cine_frames,
+                           progress=config.progress and rank == 0)
+    if config.validation_data:
+        train_volumes = volumes
+        validation_volumes = load_volumes(config.validation_data, config.pixel_size, progress=False)
+    else:
+        train_volumes, validation_volumes = split_by_patient(volumes, config.validation_patients, config.seed)
+    triplets = torch.from_numpy(fixed_validation_stacks(validation_volumes or train_volumes,
+                                                        config.validation_count, config.patch_size)).to(device)
+
+    model = LatentInterpolationAE(config.base_width, config.depth, config.bottleneck_width,
+                                  config.latent_channels).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    history: list[dict] = []
+    start_epoch, best, elapsed_before = 0, math.inf, 0.0
+    if config.resume:
+        state = common.load_checkpoint(config.out)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best, history = state["epoch"], state["best"], state["history"]
+        elapsed_before = state.get("seconds", 0.0)
+        rng = np.random.default_rng(state["seed_sequence"] + rank)
+    trainable = model
+    if world > 1:
+        trainable = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    neighbours = 3 if config.interp_weight > 0 else 1
+    started = time.time()
+    for epoch in range(start_epoch, config.epochs):
+        bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not (config.progress and rank == 0), leave=False)
+        running = 0.0
+        for step in bar:
+            batch = torch.from_numpy(sample_stacks(train_volumes, config.batch_size, config.patch_size,
+                                                   neighbours, rng)).to(device)
+            terms = losses(trainable, batch, config.interp_weight)
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
+            running += terms["total"].item()
+            bar.set_postfix({k: f"{v.item():.4f}" for k, v in terms.items()})
+        seconds = elapsed_before + time.time() - started
+        scores = validate(model, triplets) if rank == 0 else {}
+        record = {"epoch": epoch + 1, "train_loss": running / config.steps_per_epoch,
+                  "patches": (epoch + 1) * config.steps_per_epoch * config.batch_size * world,
+                  "seconds": round(seconds, 1), **{f"val_{k}": v for k, v in scores.items()}}
+        history.append(record)
+        if rank == 0:
+            print(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
+                  flush=True)
+            # Select on what inference uses: interpolation when trained for it, else reconstruction.
+            score = scores["interp"] if config.interp_weight > 0 else scores["recon"]
+            if score < best:
+                best = score
+                export(model, config, history, Path(config.out), device)
+            common.save_checkpoint(config.out, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                "best": best, "history": history, "seconds": seconds,
+                "seed_sequence": int(rng.integers(1 << 31)), "config": dataclasses.asdict(config)})
+        if config.max_minutes is not None and (time.time() - started) / 60 > config.max_minutes:
+            if rank == 0:
+                print(f"stopping after {epoch + 1} epochs: --max-minutes {config.max_minutes} reached", flush=True)
+            break
+    return Path(config.out)
+
+
+def export(model: LatentInterpolationAE, config: AETrainingConfig, history: list[dict], out: Path,
+           device: torch.device) -> None:
+    meta = {
+        "method": "latent-interpolation autoencoder (Sander et al. 2020)"
+                  + (f" + interpolation loss x{config.interp_weight} (arXiv 2202.09258)" if config.interp_weight else ""),
+        "pixel_size": config.pixel_size,
+        "intensity": "1st/99th percentile per volume -> [0, 1]",
+        "training": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("progress",)},
+        "history": history,
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "host_cpus": os.cpu_count(),
+    }
+    registry.save(out, "ae", model.config, model.state_dict(), meta)

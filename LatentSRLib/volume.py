@@ -1,0 +1,303 @@
+"""Volumes in memory and on disk.
+
+A :class:`Volume` is a float32 array shaped (T, Z, Y, X) plus the 3D geometry of one frame in ITK
+conventions (LPS, spacing/origin in mm, direction columns = axis directions). 3D images have T=1.
+Files are read and written with SimpleITK: NIfTI, NRRD, MHA/MHD and DICOM series; 4D files keep
+time as their last axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import LatentSRError
+
+#: File name endings we can write (and read, along with DICOM folders).
+WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Names of label maps that sit beside images in ACDC / CMRxMotion folders: not images to process.
+MASK_MARKERS = ("_gt.", "-label.", "_seg.", "_label.")
+
+# ACDC's NIfTI files carry an sform whose scales disagree with pixdim; ITK prints a warning for each
+# read. The geometry it uses (qform/pixdim) is the right one, so the warning is noise for our users.
+sitk.ProcessObject.SetGlobalWarningDisplay(False)
+
+
+@dataclasses.dataclass
+class Volume:
+    """An image as (T, Z, Y, X) float32 samples with its geometry.
+
+    Attributes:
+        array: samples, shape (T, Z, Y, X), float32. T=1 for a 3D image.
+        spacing: (x, y, z) voxel size in mm (ITK order, i.e. reversed array axes).
+        origin: (x, y, z) position of the first voxel centre in LPS mm.
+        direction: 3x3 matrix whose columns are the x, y, z axis directions (LPS).
+        pixel_type: numpy dtype of the source samples; outputs are written back in it.
+        time_spacing: spacing of the time axis for 4D images (seconds or frame units).
+        time_origin: origin of the time axis for 4D images.
+        is_4d: whether the source had a time axis (a 4D file with one frame stays 4D).
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = dataclasses.field(default_factory=lambda: np.eye(3))
+    pixel_type: np.dtype = dataclasses.field(default_factory=lambda: np.dtype(np.float32))
+    time_spacing: float = 1.0
+    time_origin: float = 0.0
+    is_4d: bool = False
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array, dtype=np.float32)
+        if self.array.ndim == 3:
+            self.array = self.array[None]
+        if self.array.ndim != 4:
+            raise LatentSRError(f"a volume needs 3 or 4 dimensions, got an array of shape {self.array.shape}")
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+        self.pixel_type = np.dtype(self.pixel_type)
+
+    @property
+    def n_frames(self) -> int:
+        return self.array.shape[0]
+
+    @property
+    def n_slices(self) -> int:
+        return self.array.shape[1]
+
+    def with_array(self, array: np.ndarray, spacing: Sequence[float] | None = None) -> "Volume":
+        """A new volume with other samples (and optionally spacing), the same origin and direction."""
+        return dataclasses.replace(self, array=array, spacing=tuple(spacing or self.spacing),
+                                   direction=self.direction.copy())
+
+    def frame_image(self, t: int = 0) -> sitk.Image:
+        """Frame ``t`` as a 3D SimpleITK image with this volume's geometry (float32)."""
+        image = sitk.GetImageFromArray(self.array[t])
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction.flatten().tolist())
+        return image
+
+
+def slice_axis(volume: Volume) -> int:
+    """The through-plane axis as an index into (Z, Y, X): the one with the largest spacing.
+
+    Ties go to Z, the file's own slice axis.
+    """
+    spacing_zyx = volume.spacing[::-1]
+    return int(np.argmax(spacing_zyx))  # argmax returns the first maximum: Z on ties
+
+
+def validate(volume: Volume, what: str = "input", axis: int | None = None) -> None:
+    """Raise :class:`LatentSRError` for inputs no method can super-resolve."""
+    shape_zyx = volume.array.shape[1:]
+    axis = slice_axis(volume) if axis is None else axis
+    if sum(s > 1 for s in shape_zyx) < 2:
+        raise LatentSRError(f"{what} is not an image volume: (Z,Y,X) shape {shape_zyx}")
+    if shape_zyx[axis] < 2:
+        raise LatentSRError(f"{what} has a single slice (Z,Y,X shape {shape_zyx}): "
+                            "through-plane super-resolution needs at least 2 slices")
+    if any(s <= 0 for s in volume.spacing):
+        raise LatentSRError(f"{what} has a non-positive voxel spacing {volume.spacing}")
+    finite = np.isfinite(volume.array)
+    if not finite.all():
+        raise LatentSRError(f"{what} contains {int((~finite).sum())} NaN or infinite values")
+
+
+def is_mask_file(path: str | os.PathLike) -> bool:
+    """True for segmentation files stored beside images (``*_gt.nii.gz``, ``*-label.nii.gz``)."""
+    name = Path(path).name
+    return any(marker in name for marker in MASK_MARKERS)
+
+
+def read(path: str | os.PathLike) -> Volume:
+    """Read a 3D or 4D image file, or a DICOM series from a folder.
+
+    Raises:
+        LatentSRError: the path is missing, unreadable, not 3D/4D, or multi-component.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LatentSRError(f"no such file or folder: {path}")
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise LatentSRError(f"{path} is a folder without a DICOM series")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise LatentSRError(f"cannot read {path}: {first}") from None
+    return from_sitk(image, source=str(path))
+
+
+def from_sitk(image: sitk.Image, source: str = "image") -> Volume:
+    """Convert a 3D or 4D SimpleITK image into a :class:`Volume`."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise LatentSRError(f"{source} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                            "a scalar (grey-level) image is needed")
+    dim = image.GetDimension()
+    array = sitk.GetArrayFromImage(image)
+    pixel_type = array.dtype
+    if dim == 2:
+        raise LatentSRError(f"{source} is a 2D image ({image.GetSize()}): a 3D volume or 4D cine is needed")
+    if dim == 3:
+        return Volume(array[None].astype(np.float32), image.GetSpacing(), image.GetOrigin(),
+                      np.array(image.GetDirection()).reshape(3, 3), pixel_type)
+    if dim == 4:
+        direction4 = np.array(image.GetDirection()).reshape(4, 4)
+        return Volume(array.astype(np.float32), image.GetSpacing()[:3], image.GetOrigin()[:3],
+                      direction4[:3, :3], pixel_type, time_spacing=image.GetSpacing()[3],
+                      time_origin=image.GetOrigin()[3], is_4d=True)
+    raise LatentSRError(f"{source} has {dim} dimensions; 3D or 4D are supported")
+
+
+def to_sitk(volume: Volume, cast: bool = True) -> sitk.Image:
+    """The volume as a SimpleITK image (4D when it has several frames or came from a 4D file).
+
+    With ``cast``, samples are rounded and clipped into the source pixel type.
+    """
+    array = to_pixel_type(volume.array, volume.pixel_type) if cast else volume.array
+    frames = []
+    for t in range(array.shape[0]):
+        image = sitk.GetImageFromArray(array[t])
+        image.SetSpacing(volume.spacing)
+        image.SetOrigin(volume.origin)
+        image.SetDirection(volume.direction.flatten().tolist())
+        frames.append(image)
+    if not volume.is_4d and len(frames) == 1:
+        return frames[0]
+    joined = sitk.JoinSeries(frames, volume.time_origin, volume.time_spacing)
+    direction = np.eye(4)
+    direction[:3, :3] = volume.direction
+    joined.SetDirection(direction.flatten().tolist())
+    joined.SetOrigin((*volume.origin, volume.time_origin))
+    return joined
+
+
+def to_pixel_type(array: np.ndarray, pixel_type: np.dtype) -> np.ndarray:
+    """Round and clip float samples into an integer type; floats pass through."""
+    pixel_type = np.dtype(pixel_type)
+    if np.issubdtype(pixel_type, np.integer):
+        info = np.iinfo(pixel_type)
+        return np.clip(np.rint(array), info.min, info.max).astype(pixel_type)
+    return array.astype(pixel_type)
+
+
+def output_suffix(path: str | os.PathLike) -> str:
+    name = str(path).lower()
+    for suffix in WRITABLE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    raise LatentSRError(f"cannot tell the file format of {path}: use one of {', '.join(WRITABLE_SUFFIXES)}")
+
+
+def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
+          protect: Sequence[str | os.PathLike] = ()) -> Path:
+    """Write a volume atomically: a temporary file beside the target, renamed when complete.
+
+    Args:
+        overwrite: replace an existing output file.
+        protect: input paths that must never be replaced (the CLI passes its inputs).
+
+    Raises:
+        LatentSRError: unknown format, the path is an input, or the folder is not writable.
+    """
+    path = Path(path)
+    suffix = output_suffix(path)
+    for other in protect:
+        if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
+            raise LatentSRError(f"refusing to overwrite the input {path}: choose another output")
+    if path.exists() and not overwrite:
+        raise LatentSRError(f"{path} exists (use --overwrite to replace it)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LatentSRError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise LatentSRError(f"output folder is not writable: {folder}")
+    image = to_sitk(volume)
+    handle, temporary = tempfile.mkstemp(prefix=".latentsr-", suffix=suffix, dir=folder)
+    os.close(handle)
+    try:
+        # .nhdr/.mhd write a separate data file named after the header: not atomic; write directly.
+        target = str(path) if suffix in (".nhdr", ".mhd") else temporary
+        sitk.WriteImage(image, target, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        if target == temporary:
+            os.replace(temporary, path)
+    except RuntimeError as error:
+        raise LatentSRError(f"cannot write {path}: {str(error).strip().splitlines()[-1]}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (recursively) into image files, skipping segmentation masks.
+
+    A folder holding DICOM files (and no other images) counts as one series.
+    """
+    found: list[Path] = []
+    for entry in map(Path, paths):
+        if not entry.exists():
+            raise LatentSRError(f"no such file or folder: {entry}")
+        if entry.is_file():
+            found.append(entry)
+            continue
+        images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
+                        and any(p.name.lower().endswith(s) for s in WRITABLE_SUFFIXES if s not in (".raw",)))
+        if images:
+            found.extend(images)
+        elif any(p.suffix.lower() == ".dcm" for p in entry.rglob("*")):
+            found.extend(sorted({p.parent for p in entry.rglob("*.dcm")}))
+    return found
+
+
+def volume_name(path: str | os.PathLike) -> str:
+    """A file's name without its image suffix (``patient001_frame01``)."""
+    name = Path(path).name
+    for suffix in WRITABLE_SUFFIXES + (".dcm",):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def resample_inplane(volume: Volume, pixel_size: float | tuple[float, float],
+                     reference: Volume | None = None) -> Volume:
+    """Resample every slice in-plane (x, y) to ``pixel_size`` mm, keeping the slice positions.
+
+    With ``reference``, resample onto the reference's exact grid instead (used to go back to the
+    input grid after a model ran at its training pixel size). Linear interpolation, via SimpleITK.
+    """
+    if reference is not None:
+        size_xy = reference.array.shape[:1:-1]
+        spacing_xy = reference.spacing[:2]
+        origin = reference.origin
+    else:
+        spacing_xy = (pixel_size, pixel_size) if isinstance(pixel_size, (int, float)) else tuple(pixel_size)
+        extent = [n * s for n, s in zip(volume.array.shape[:1:-1], volume.spacing[:2])]
+        size_xy = [max(1, int(round(e / s))) for e, s in zip(extent, spacing_xy)]
+        # Keep the field of view centred: shift the first voxel centre by half the change in pixel size.
+        shift = [(s_new - s_old) / 2 for s_new, s_old in zip(spacing_xy, volume.spacing[:2])]
+        origin = tuple(np.asarray(volume.origin) + volume.direction[:, :2] @ np.asarray(shift))
+    spacing = (float(spacing_xy[0]), float(spacing_xy[1]), volume.spacing[2])
+    size = [int(size_xy[0]), int(size_xy[1]), volume.array.shape[1]]
+    out = np.empty((volume.n_frames, size[2], size[1], size[0]), np.float32)
+    for t in range(volume.n_frames):
+        image = sitk.Resample(volume.frame_image(t), size, sitk.Transform(), sitk.sitkLinear, origin,
+                              spacing, volume.direction.flatten().tolist(), 0.0, sitk.sitkFloat32)
+        out[t] = sitk.GetArrayViewFromImage(image)
+    result = volume.with_array(out, spacing)
+    result.origin = tuple(float(o) for o in origin)
+    return result
