@@ -116,3 +116,26 @@ def load(weights: str | os.PathLike | None, kind: str) -> dict[str, Any]:
     content["state_dict"] = {k: (v.float() if v.is_floating_point() else v) for k, v in content["state_dict"].items()}
     content["path"] = str(path)
     return content
+
+
+def register(name: str, file: str | os.PathLike, kind: str, description: str, default: bool = False) -> dict:
+    """Add or update a bundled model in the manifest, recording its sha256 (run after training).
+
+    ``file`` must already be in :func:`models_folder`. With ``default``, it becomes the model used
+    for ``kind`` when none is named (any other default of that kind is cleared).
+    """
+    folder = models_folder()
+    path = Path(file)
+    if not path.is_absolute():
+        path = folder / path
+    if path.parent.resolve() != folder.resolve():
+        raise LatentSRError(f"bundled weights must be in {folder}, not {path.parent}")
+    entries = manifest()
+    if default:
+        for entry in entries.values():
+            if entry.get("kind") == kind:
+                entry["default"] = False
+    entries[name] = {"file": path.name, "sha256": sha256(path), "kind": kind, "description": description,
+                     "default": default}
+    (folder / MANIFEST).write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return entries[name]
