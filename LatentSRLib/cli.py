@@ -4,9 +4,103 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
 from . import LatentSRError, __version__
+from .volume import check_output, find_images, read, volume_name, write
+
+
+def _progress_bar(description: str, enabled: bool):
+    """A tqdm bar driven by the pipeline's fraction-done callback (None when disabled)."""
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+    bar = tqdm(total=1000, desc=description, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+
+    def update(fraction: float) -> None:
+        bar.update(int(round(fraction * 1000)) - bar.n)
+    return bar, update
+
+
+def _describe(volume) -> str:
+    z, y, x = volume.array.shape[1:]
+    sx, sy, sz = volume.spacing
+    frames = f" x {volume.n_frames} frames" if volume.is_4d or volume.n_frames > 1 else ""
+    return f"{x}x{y}x{z}{frames} @ {sx:.3g}x{sy:.3g}x{sz:.3g} mm"
+
+
+def _output_path(source: Path, out: Path, many: bool, method: str, factor_label: str) -> Path:
+    if not many:
+        return out
+    return out / f"{volume_name(source)}_{method}{factor_label}.nii.gz"
+
+
+def _super_resolve(args: argparse.Namespace) -> int:
+    from .pipeline import METHODS, Run, choose_factor, super_resolve
+    if args.method not in METHODS:
+        raise LatentSRError(f"unknown method '{args.method}' (choose from {', '.join(METHODS)})")
+    inputs = find_images(args.input)
+    if not inputs:
+        raise LatentSRError(f"no images found in {', '.join(args.input)}")
+    out = Path(args.output)
+    many = len(inputs) > 1 or Path(args.input[0]).is_dir()
+    if many and not out.is_dir():
+        raise LatentSRError(f"with several inputs, -o must be an existing folder: {out}")
+    axis = {"auto": None, "z": 0, "y": 1, "x": 2}[args.axis]
+    for source in inputs:
+        volume = read(source)
+        started = time.perf_counter()
+        factor = choose_factor(volume, args.factor, args.spacing, axis)
+        target = _output_path(source, out, many, args.method, f"_x{factor}")
+        check_output(target, args.overwrite, protect=inputs)  # fail before the work, not after
+        bar, update = _progress_bar(f"{volume_name(source)} {args.method} x{factor}", not args.quiet)
+        try:
+            result = super_resolve(volume, args.method, factor=factor, axis=axis,
+                                   run=Run(device=args.device, weights=args.weights, progress=update,
+                                           keep_original=not args.replace_originals,
+                                           batch_slices=args.batch_slices))
+        finally:
+            if bar is not None:
+                bar.close()
+        write(result, target, overwrite=True, protect=inputs)
+        print(f"{source} ({_describe(volume)}) -> {target} ({_describe(result)}), "
+              f"{args.method} x{factor}, {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    weights = {k: v for k, v in (("ae", args.ae_weights), ("contrastive", args.contrastive_weights)) if v}
+    summary = evaluate(args.paths, methods, args.out, keep_every=args.keep_every, device=args.device,
+                       weights=weights or None, progress=not args.quiet)
+    print(summary.markdown)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import registry
+    entries = registry.manifest()
+    if not entries:
+        print(f"no bundled models in {registry.models_folder()}")
+        return 0
+    for name, entry in sorted(entries.items()):
+        path = registry.models_folder() / entry["file"]
+        state = "missing" if not path.exists() else (
+            "ok" if registry.sha256(path) == entry["sha256"] else "CORRUPT (sha256 mismatch)")
+        default = " (default)" if entry.get("default") else ""
+        print(f"{name}{default}: {entry['kind']}, {path}, {state}\n    {entry['description']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    report = run_demo(args.input, args.out, methods=args.methods.split(",") if args.methods else None,
+                      device=args.device, progress=not args.quiet)
+    print(report)
+    return 0
 
 
 def _train_ae(args: argparse.Namespace) -> int:
@@ -26,6 +120,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentsr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"latentsr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    sr = commands.add_parser("super-resolve", help="super-resolve volumes through-plane",
+                             description="Super-resolve 3D volumes or 4D cines along their slice axis.")
+    sr.add_argument("input", nargs="+", help="image files (NIfTI, NRRD, MHA), DICOM folders, or folders of images")
+    sr.add_argument("-o", "--output", required=True, help="output file (its suffix picks the format), or a folder for several inputs")
+    sr.add_argument("--method", default="ae", help="linear, bspline, lanczos, ae or contrastive (default: ae)")
+    size = sr.add_mutually_exclusive_group()
+    size.add_argument("--factor", type=int, help="integer upsampling factor along the slice axis")
+    size.add_argument("--spacing", type=float, help="target slice spacing in mm (factor = round(spacing ratio))")
+    sr.add_argument("--axis", choices=("auto", "z", "y", "x"), default="auto",
+                    help="slice axis (default: the axis with the largest spacing)")
+    sr.add_argument("--weights", help="bundled model name or weights file (learned methods)")
+    sr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    sr.add_argument("--batch-slices", type=int, default=16, help="slices per network batch (memory bound)")
+    sr.add_argument("--replace-originals", action="store_true",
+                    help="learned methods: replace acquired slices by their reconstruction")
+    sr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    sr.add_argument("--quiet", action="store_true", help="no progress bar")
+    sr.set_defaults(run=_super_resolve)
+
+    ev = commands.add_parser("evaluate", help="the papers' drop-slice protocol",
+                             description="Keep every K-th slice, re-create the others with each method, "
+                                         "score them against the originals (SSIM, PSNR, VIF on the 128x128 centre crop).")
+    ev.add_argument("paths", nargs="+", help="files or folders (searched recursively; _gt masks skipped)")
+    ev.add_argument("--methods", default="linear,bspline,lanczos,ae", help="comma-separated methods")
+    ev.add_argument("--keep-every", type=int, default=2, help="keep every K-th slice (default 2)")
+    ev.add_argument("--out", required=True, help="folder for metrics.csv, summary.md, boxplots.png")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--ae-weights", help="weights for the ae method (default: bundled)")
+    ev.add_argument("--contrastive-weights", help="weights for the contrastive method (default: bundled)")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(run=_evaluate)
+
+    md = commands.add_parser("models", help="list bundled models and check their sha256")
+    md.set_defaults(run=_models)
+
+    demo = commands.add_parser("demo", help="super-resolve a built-in synthetic cine (or INPUT) with every method")
+    demo.add_argument("input", nargs="?", help="an image file (default: the built-in beating-heart phantom)")
+    demo.add_argument("--out", default="latentsr-demo", help="output folder (default: latentsr-demo)")
+    demo.add_argument("--methods", help="comma-separated methods (default: all available)")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(run=_demo)
 
     train = commands.add_parser("train", help="train a model on anisotropic scans")
     models = train.add_subparsers(dest="model", required=True)

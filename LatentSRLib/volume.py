@@ -203,6 +203,28 @@ def output_suffix(path: str | os.PathLike) -> str:
     raise LatentSRError(f"cannot tell the file format of {path}: use one of {', '.join(WRITABLE_SUFFIXES)}")
 
 
+def check_output(path: str | os.PathLike, overwrite: bool = True,
+                 protect: Sequence[str | os.PathLike] = ()) -> Path:
+    """Check before any work that ``path`` can be written: known format, not an input, writable folder.
+
+    Raises:
+        LatentSRError: naming the problem.
+    """
+    path = Path(path)
+    output_suffix(path)
+    for other in protect:
+        if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
+            raise LatentSRError(f"refusing to overwrite the input {path}: choose another output")
+    if path.exists() and not overwrite:
+        raise LatentSRError(f"{path} exists (use --overwrite to replace it)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise LatentSRError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise LatentSRError(f"output folder is not writable: {folder}")
+    return path
+
+
 def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
           protect: Sequence[str | os.PathLike] = ()) -> Path:
     """Write a volume atomically: a temporary file beside the target, renamed when complete.
@@ -214,18 +236,9 @@ def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
     Raises:
         LatentSRError: unknown format, the path is an input, or the folder is not writable.
     """
-    path = Path(path)
+    path = check_output(path, overwrite, protect)
     suffix = output_suffix(path)
-    for other in protect:
-        if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
-            raise LatentSRError(f"refusing to overwrite the input {path}: choose another output")
-    if path.exists() and not overwrite:
-        raise LatentSRError(f"{path} exists (use --overwrite to replace it)")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise LatentSRError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise LatentSRError(f"output folder is not writable: {folder}")
+    folder = path.parent
     image = to_sitk(volume)
     handle, temporary = tempfile.mkstemp(prefix=".latentsr-", suffix=suffix, dir=folder)
     os.close(handle)

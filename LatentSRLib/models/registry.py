@@ -85,7 +85,9 @@ def save(path: str | os.PathLike, kind: str, config: dict, state_dict: dict, met
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "kind": kind, "config": config, "state_dict": tensors, "meta": meta or {}},
+    # Metadata as plain JSON types, so weights_only loading accepts it (no numpy or torch objects).
+    meta = json.loads(json.dumps(meta or {}, default=str))
+    torch.save({"format": FORMAT, "kind": kind, "config": config, "state_dict": tensors, "meta": meta},
                temporary)
     os.replace(temporary, path)
     return path
@@ -106,7 +108,9 @@ def load(weights: str | os.PathLike | None, kind: str) -> dict[str, Any]:
         raise LatentSRError(f"weights file {path} is corrupt: its sha256 does not match the one recorded "
                             f"in {MANIFEST} (re-download or restore it)")
     try:
-        content = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        # TorchVersion (a str) is allowed for files written before metadata was made plain JSON.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            content = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for garbage; all mean the same to a user
         raise LatentSRError(f"{path} is not a readable weights file ({type(error).__name__})") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:

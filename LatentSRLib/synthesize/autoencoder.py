@@ -1,0 +1,114 @@
+"""Latent interpolation with the autoencoder: new slices from mixed codes of their neighbours.
+
+For factor k, the slices between acquired slices n and n+1 are
+``decode((1 - a) * z_n + a * z_{n+1})`` for a = 1/k, ..., (k-1)/k. All slices of all frames are
+encoded once, in batches of ``run.batch_slices`` (the memory bound), and decoded in batches of the
+same size, under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .. import LatentSRError
+from ..models import registry
+from ..models.autoencoder import LatentInterpolationAE, crop_to, pad_to_multiple
+from ..training.common import pick_device
+
+#: Relative in-plane spacing difference below which no resampling to the model's pixel size is done.
+PIXEL_SIZE_TOLERANCE = 0.01
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, digest: str, device: str) -> tuple[LatentInterpolationAE, dict]:
+    content = registry.load(path, "ae")
+    model = LatentInterpolationAE(**content["config"])
+    try:
+        model.load_state_dict(content["state_dict"])
+    except RuntimeError:
+        raise LatentSRError(f"{path} does not match the autoencoder's architecture {content['config']}") from None
+    return model.to(device).eval(), content["meta"]
+
+
+def load_model(weights: str | None, device: torch.device) -> tuple[LatentInterpolationAE, dict]:
+    """The (cached) autoencoder for a bundled name or weights file, in eval mode on ``device``."""
+    path, _ = registry.resolve(weights, "ae")
+    if not path.exists():
+        raise LatentSRError(f"weights file is missing: {path}")
+    # The cache key includes the file's digest so a replaced file is reloaded (and re-checked).
+    return _load(str(path), registry.sha256(path), str(device))
+
+
+def model_grid(shape_yx: tuple[int, int], spacing_yx: tuple[float, float], pixel_size: float | None
+               ) -> tuple[int, int] | None:
+    """In-plane size at the model's pixel size (same field of view), or None when no resampling is needed."""
+    if pixel_size is None or all(abs(s - pixel_size) <= PIXEL_SIZE_TOLERANCE * pixel_size for s in spacing_yx):
+        return None
+    return tuple(max(1, int(round(n * s / pixel_size))) for n, s in zip(shape_yx, spacing_yx))
+
+
+def resize(slices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resampling of (B, 1, H, W) to ``size`` keeping the field of view (pixel centres at
+    half-pixel offsets from the edges, as ITK/Slicer place them); antialiased when shrinking."""
+    shrinking = size[0] < slices.shape[-2] or size[1] < slices.shape[-1]
+    return F.interpolate(slices, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple[float, float, float], run) -> np.ndarray:
+    """The pipeline contract: (T, Z, Y, X) normalised -> (T, (Z - 1) * factor + 1, Y, X)."""
+    device = pick_device(run.device)
+    model, meta = load_model(run.weights, device)
+    frames, n_slices, height, width = array.shape
+    grid = model_grid((height, width), spacing_zyx[1:], meta.get("pixel_size"))
+    batch = max(1, int(run.batch_slices))
+    n_out = (n_slices - 1) * factor + 1
+    out = np.empty((frames, n_out, height, width), np.float32)
+
+    # Work list: every decoded slice is (frame, output index, slice n, alpha).
+    alphas = [j / factor for j in range(1, factor)]
+    jobs = [(t, n * factor + j, n, a) for t in range(frames) for n in range(n_slices - 1)
+            for j, a in enumerate(alphas, start=1)]
+    if run.keep_original:
+        out[:, ::factor] = array  # the pipeline restores the exact input values there anyway
+    else:
+        jobs += [(t, n * factor, n, 0.0) for t in range(frames) for n in range(n_slices)]
+    steps = int(np.ceil(frames * n_slices / batch)) + int(np.ceil(len(jobs) / batch))
+    done = 0
+
+    def to_model(x: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        slices = torch.from_numpy(x).to(device)[:, None]
+        if grid is not None:
+            slices = resize(slices, grid)
+        return pad_to_multiple(slices, model.multiple)
+
+    with torch.inference_mode():
+        flat = array.reshape(frames * n_slices, height, width)
+        codes = []
+        for start in range(0, len(flat), batch):
+            run.check()
+            padded, size = to_model(flat[start:start + batch])
+            codes.append(model.encode(padded))
+            done += 1
+            run.report(done / steps)
+        latents = torch.cat(codes).view(frames, n_slices, *codes[0].shape[1:])
+        for start in range(0, len(jobs), batch):
+            run.check()
+            chunk = jobs[start:start + batch]
+            t = torch.tensor([j[0] for j in chunk])
+            n = torch.tensor([j[2] for j in chunk])
+            a = torch.tensor([j[3] for j in chunk], dtype=latents.dtype, device=device).view(-1, 1, 1, 1)
+            z0 = latents[t, n]
+            z1 = latents[t, torch.clamp(n + 1, max=n_slices - 1)]
+            decoded = crop_to(model.decode((1 - a) * z0 + a * z1), size)
+            if grid is not None:
+                decoded = resize(decoded, (height, width))
+            decoded = decoded[:, 0].float().cpu().numpy()
+            for (frame, index, _, _), image in zip(chunk, decoded):
+                out[frame, index] = image
+            done += 1
+            run.report(done / steps)
+    return out

@@ -1,0 +1,157 @@
+"""The latent-interpolation autoencoder: architecture, training steps, weights files, inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from LatentSRLib import LatentSRError
+from LatentSRLib.models import registry
+from LatentSRLib.models.autoencoder import LatentInterpolationAE, crop_to, pad_to_multiple
+from LatentSRLib.pipeline import Run, super_resolve
+from LatentSRLib.training.autoencoder import AETrainingConfig, losses, train
+from LatentSRLib.volume import Volume, read
+
+
+def test_paper_architecture_defaults():
+    model = LatentInterpolationAE()
+    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    # 4 blocks of two convs with 32, 64, 128, 256 kernels, then 256 and 16.
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256, 256, 16]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs)
+    assert sum(isinstance(m, torch.nn.AvgPool2d) for m in model.encoder.modules()) == 4
+    assert sum(isinstance(m, torch.nn.Upsample) and m.mode == "nearest" for m in model.decoder.modules()) == 4
+    with torch.no_grad():
+        z = model.eval().encode(torch.zeros(2, 1, 128, 96))
+    assert z.shape == (2, 16, 8, 6)
+
+
+def test_any_inplane_size_works_through_padding():
+    x = torch.rand(3, 1, 37, 50)
+    padded, size = pad_to_multiple(x, 16)
+    assert padded.shape[-2:] == (48, 64)
+    torch.testing.assert_close(crop_to(padded, size), x)
+
+
+def test_interpolate_mixes_latents():
+    model = LatentInterpolationAE(base_width=4, bottleneck_width=8, latent_channels=2).eval()
+    x0, x1 = torch.rand(2, 1, 1, 32, 32)
+    with torch.no_grad():
+        out = model.interpolate(x0, x1, torch.tensor([0.0, 0.5, 1.0]))
+        torch.testing.assert_close(out[:, 0:1], model(x0))
+        torch.testing.assert_close(out[:, 2:3], model(x1))
+        mid = model.decode(0.5 * (model.encode(x0) + model.encode(x1)))
+        torch.testing.assert_close(out[:, 1:2], mid)
+
+
+def test_interpolation_loss_is_added_for_triplets():
+    torch.manual_seed(0)
+    model = LatentInterpolationAE(base_width=4, bottleneck_width=8, latent_channels=2)
+    batch = torch.rand(2, 3, 32, 32)
+    with_interp = losses(model, batch, 1.0)
+    assert set(with_interp) == {"recon", "interp", "total"}
+    torch.testing.assert_close(with_interp["total"], with_interp["recon"] + with_interp["interp"])
+    assert set(losses(model, batch[:, :1], 0.0)) == {"recon", "total"}
+
+
+def _training_data(tmp_path, n=3):
+    """Small smooth anisotropic volumes written as files, so training reads them as a user's would."""
+    from LatentSRLib.volume import write
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    for i in range(n):
+        slices = [np.exp(-((yy - 24 - 3 * z) ** 2 + (xx - 20 - 2 * i) ** 2) / (60 + 10 * z)) for z in range(5)]
+        array = np.stack(slices)[None] + rng.normal(0, 0.01, (1, 5, 48, 48))
+        write(Volume(array, (1.4, 1.4, 8.0)), tmp_path / f"case{i}_frame01.nii.gz")
+    return tmp_path
+
+
+@pytest.mark.parametrize("interp_weight", [0.0, 1.0])
+def test_training_reduces_the_loss_and_resumes(tmp_path, interp_weight):
+    data = _training_data(tmp_path / "data")
+    out = tmp_path / "ae.pt"
+    config = AETrainingConfig(data=[str(data)], out=str(out), validation_patients=1, epochs=4, steps_per_epoch=6,
+                              batch_size=4, patch_size=32, base_width=4, bottleneck_width=8, latent_channels=4,
+                              interp_weight=interp_weight, validation_count=4, device="cpu", progress=False)
+    train(config)
+    history = torch.load(str(out) + ".ckpt", weights_only=False)["history"]
+    assert len(history) == 4
+    # The exported weights are those of the best validation epoch, with the history up to it.
+    exported = registry.load(str(out), "ae")["meta"]["history"]
+    key = "val_interp" if interp_weight else "val_recon"
+    assert exported[-1][key] == min(h[key] for h in history)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    config.epochs, config.resume = 5, True
+    train(config)
+    assert len(torch.load(str(out) + ".ckpt", weights_only=False)["history"]) == 5
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    torch.manual_seed(0)
+    model = LatentInterpolationAE(base_width=4, bottleneck_width=8, latent_channels=4)
+    return registry.save(tmp_path / "tiny.pt", "ae", model.config, model.state_dict(), {"pixel_size": 1.4})
+
+
+def test_inference_keeps_geometry_and_acquired_slices(tiny_weights, oblique_volume):
+    out = super_resolve(oblique_volume, "ae", factor=3, run=Run(weights=str(tiny_weights), device="cpu",
+                                                                batch_slices=5))
+    assert out.array.shape == (1, 16, 20, 24)
+    assert out.spacing == pytest.approx((1.5, 1.25, 8.0 / 3))
+    assert out.origin == oblique_volume.origin
+    np.testing.assert_array_equal(out.direction, oblique_volume.direction)
+    np.testing.assert_array_equal(out.array[:, ::3], oblique_volume.array)
+    assert np.isfinite(out.array).all()
+
+
+def test_inference_batch_size_does_not_change_the_result(tiny_weights, oblique_volume):
+    a = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), batch_slices=1))
+    b = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), batch_slices=64))
+    np.testing.assert_allclose(a.array, b.array, atol=1e-4)
+
+
+def test_replacing_originals_uses_the_reconstruction(tiny_weights, oblique_volume):
+    out = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), keep_original=False))
+    assert not np.allclose(out.array[:, ::2], oblique_volume.array)
+
+
+def test_corrupt_or_foreign_weights_give_clear_errors(tmp_path, tiny_weights, oblique_volume):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(LatentSRError, match="not a readable weights file"):
+        super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(garbage)))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(LatentSRError, match="not a LatentSR weights file"):
+        super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(foreign)))
+    with pytest.raises(LatentSRError, match="neither a file nor a bundled model"):
+        super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tmp_path / "none.pt")))
+
+
+def test_sha256_of_bundled_weights_is_checked(tmp_path, tiny_weights, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "tiny.pt").write_bytes(tiny_weights.read_bytes())
+    monkeypatch.setenv("LATENTSR_MODELS", str(folder))
+    registry.register("tiny", "tiny.pt", "ae", "test model", default=True)
+    assert registry.load(None, "ae")["config"]["base_width"] == 4
+    data = bytearray((folder / "tiny.pt").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "tiny.pt").write_bytes(bytes(data))
+    with pytest.raises(LatentSRError, match="corrupt"):
+        registry.load("tiny", "ae")
+
+
+def test_bundled_weights_run_on_a_real_crop(data_dir):
+    if not any(e["kind"] == "ae" for e in registry.manifest().values()):
+        pytest.skip("no bundled autoencoder weights")
+    volume = read(data_dir / "acdc_fullfov" / "patient035" / "patient035_frame01.nii.gz")
+    crop = volume.with_array(volume.array[:, :5, 80:176, 60:156].copy())
+    out = super_resolve(crop, "ae", factor=2, run=Run(device="cpu"))
+    assert out.array.shape == (1, 9, 96, 96)
+    np.testing.assert_array_equal(out.array[:, ::2], crop.array)
+    # A synthesised slice resembles its neighbours more than a random image would.
+    between = out.array[0, 1]
+    assert np.corrcoef(between.ravel(), crop.array[0, 0].ravel())[0, 1] > 0.5
