@@ -124,11 +124,16 @@ def _interpolation_matrix(height: int, k: int, phase: int) -> torch.Tensor:
 
 
 def box_matrix(height: int, k: int, device=None) -> torch.Tensor:
-    """(H, H) matrix averaging k rows centred on each row (a thick-slice profile; edges renormalised)."""
+    """(H, H) matrix averaging a window k rows wide centred on each row (a thick-slice profile).
+
+    Odd k: k taps of 1/k; even k: k+1 taps with half weights at both ends, so the window stays
+    centred (no half-pixel shift). Near the edges the weights are renormalised.
+    """
     idx = torch.arange(height, device=device)
-    lo = -(k // 2)
-    near = (idx[None, :] - idx[:, None] >= lo) & (idx[None, :] - idx[:, None] < lo + k)
-    m = near.float()
+    offset = (idx[None, :] - idx[:, None]).abs().float()
+    m = (offset <= k // 2).float()
+    if k % 2 == 0:
+        m[offset == k // 2] = 0.5
     return m / m.sum(1, keepdim=True)
 
 
