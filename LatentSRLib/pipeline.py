@@ -142,7 +142,10 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
         run.report(1.0)
         return volume.with_array(volume.array.copy())
 
-    scaling = PercentileScaling.fit(volume.array)
+    # Learned models work on percentile-normalised intensities. Conventional methods run in the input's
+    # own units: ITK's Lanczos weights do not sum to one, so it is not shift-invariant, and results must
+    # match SimpleITK on the user's data.
+    scaling = PercentileScaling(0.0, 1.0) if method in CONVENTIONAL else PercentileScaling.fit(volume.array)
     # Slice axis to Z (array axis 1 of T, Z, Y, X); back afterwards.
     array = np.moveaxis(scaling.forward(volume.array), 1 + axis, 1)
     spacing_zyx = tuple(np.array(volume.spacing[::-1])[[axis] + [i for i in range(3) if i != axis]])

@@ -240,7 +240,10 @@ def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
     suffix = output_suffix(path)
     folder = path.parent
     image = to_sitk(volume)
-    handle, temporary = tempfile.mkstemp(prefix=".latentsr-", suffix=suffix, dir=folder)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".latentsr-", suffix=suffix, dir=folder)
+    except OSError as error:
+        raise LatentSRError(f"output folder is not writable: {folder} ({error.strerror})") from None
     os.close(handle)
     try:
         # .nhdr/.mhd write a separate data file named after the header: not atomic; write directly.
