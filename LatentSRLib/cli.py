@@ -12,7 +12,7 @@ from . import LatentSRError, __version__
 from .volume import check_output, find_images, read, volume_name, write
 
 
-def _progress_bar(description: str, enabled: bool):
+def progress_bar(description: str, enabled: bool):
     """A tqdm bar driven by the pipeline's fraction-done callback (None when disabled)."""
     if not enabled:
         return None, None
@@ -55,7 +55,7 @@ def _super_resolve(args: argparse.Namespace) -> int:
         factor = choose_factor(volume, args.factor, args.spacing, axis)
         target = _output_path(source, out, many, args.method, f"_x{factor}")
         check_output(target, args.overwrite, protect=inputs)  # fail before the work, not after
-        bar, update = _progress_bar(f"{volume_name(source)} {args.method} x{factor}", not args.quiet)
+        bar, update = progress_bar(f"{volume_name(source)} {args.method} x{factor}", not args.quiet)
         try:
             result = super_resolve(volume, args.method, factor=factor, axis=axis,
                                    run=Run(device=args.device, weights=args.weights, progress=update,
