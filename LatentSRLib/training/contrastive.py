@@ -172,14 +172,21 @@ def patient_of(volume: TrainingVolume) -> str:
     return volume.name.split("_frame")[0].split("_4d")[0].split("-E")[0].split("[")[0]
 
 
-def prepare_data(config: ContrastiveTrainingConfig) -> tuple[list, list, list]:
-    """(HR training volumes, LR training volumes, validation volumes); validation patients are
-    held out of both domains."""
+def load_domains(config: ContrastiveTrainingConfig) -> tuple[list, list]:
+    """All volumes of the HR and LR paths (the same list when the paths are the same)."""
     show = config.progress
     hr_all = load_volumes(config.hr, config.pixel_size, max_frames=config.max_cine_frames, progress=show)
     same = sorted(map(str, config.lr)) == sorted(map(str, config.hr))
     lr_all = hr_all if same else load_volumes(config.lr, config.pixel_size, max_frames=config.max_cine_frames,
                                               progress=show)
+    return hr_all, lr_all
+
+
+def prepare_data(config: ContrastiveTrainingConfig, loaded: tuple[list, list] | None = None
+                 ) -> tuple[list, list, list]:
+    """(HR training volumes, LR training volumes, validation volumes); validation patients are
+    held out of both domains. ``loaded``: the result of :func:`load_domains`, to skip reading."""
+    hr_all, lr_all = loaded if loaded is not None else load_domains(config)
     hr_train, validation = split_by_patient(hr_all, config.validation_patients, config.seed)
     held = {patient_of(v) for v in validation}
     lr_train = [v for v in lr_all if patient_of(v) not in held]
@@ -189,13 +196,15 @@ def prepare_data(config: ContrastiveTrainingConfig) -> tuple[list, list, list]:
     return hr_train, lr_train, validation or hr_train
 
 
-def train(config: ContrastiveTrainingConfig) -> Path:
+def train(config: ContrastiveTrainingConfig, loaded: tuple[list, list] | None = None) -> Path:
     """Train with checkpoints every epoch (resumable); export float16 weights of the best epoch
-    (lowest validation SR L1) to ``config.out``. Returns ``config.out``."""
+    (lowest validation SR L1) to ``config.out``. Returns ``config.out``.
+
+    ``loaded``: volumes already read by :func:`load_domains` (experiments reuse one load)."""
     device = common.pick_device(config.device)
     rng = common.seed_everything(config.seed)
     weights = dataclasses.replace(config.weights, nce=config.weights.nce if config.use_contrastive else 0.0)
-    hr_train, lr_train, validation = prepare_data(config)
+    hr_train, lr_train, validation = prepare_data(config, loaded)
     val_hr, val_degraded = validation_set(validation, config.validation_count, config.patch_size, config.val_k)
     if config.progress:
         print(f"HR volumes {len(hr_train)}, LR volumes {len(lr_train)}, validation volumes {len(validation)}",
