@@ -113,7 +113,10 @@ def check_methods(methods: Sequence[str], weights: dict[str, str] | None = None)
         # A learned method: find its weights now rather than after hours of the other methods.
         # (Imported here: the registry imports torch, which the conventional methods never need.)
         from .models import registry
-        path, _ = registry.resolve((weights or {}).get(method), method)
+        try:
+            path, _ = registry.resolve((weights or {}).get(method), method)
+        except LatentSRError as error:
+            raise LatentSRError(f"method '{method}': {error}") from None
         if not Path(path).exists():
             raise LatentSRError(f"weights for method '{method}' are missing: {path}")
     return methods
@@ -215,8 +218,8 @@ def markdown(summary_stats: dict[str, dict[str, MethodStats]], tests: list[Compa
     lines = [
         "# Drop-slice evaluation",
         "",
-        f"{len(volumes)} volumes; each normalised to [0, 1] by its 1st/99th percentiles (clipped), every "
-        f"{keep_every}{'nd' if keep_every == 2 else 'th'} slice kept, the dropped slices between kept ones "
+        f"{len(volumes)} volumes; each normalised to [0, 1] by its 1st/99th percentiles (clipped), slices "
+        f"0, {keep_every}, {2 * keep_every}, ... kept, the dropped slices between kept ones "
         f"re-created at factor {keep_every} and scored on the centre {CROP}x{CROP} crop "
         "(SSIM Gaussian sigma 1.5, PSNR and VIFp with data range 1).",
         "",
@@ -297,9 +300,6 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
     files = find_images(paths)
     if not files:
         raise LatentSRError(f"no images found in {', '.join(map(str, paths))}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
     from tqdm import tqdm
 
     rows: list[Row] = []
@@ -314,14 +314,28 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
             volumes.append(name)
     if not rows:
         raise LatentSRError(f"no volume has the {keep_every + 1} slices needed to drop and re-create one")
+    return summarise(rows, methods, out_dir, keep_every=keep_every, volumes=volumes, skipped=skipped)
 
+
+def summarise(rows: Sequence[Row], methods: Sequence[str], out_dir: str | os.PathLike, keep_every: int = 2,
+              volumes: Sequence[str] | None = None, skipped: Sequence[str] = ()) -> Summary:
+    """Statistics, Wilcoxon tests and the three output files for rows of :func:`evaluate_volume`.
+
+    Writes ``out_dir``/metrics.csv, summary.md and boxplots.png (``out_dir`` is created).
+    ``volumes`` defaults to the volume names in ``rows``, in order.
+    """
+    rows = list(rows)
+    methods = list(dict.fromkeys(methods))
+    volumes = list(volumes) if volumes is not None else list(dict.fromkeys(r.volume for r in rows))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stats = {m: {metric: _stats(np.array([getattr(r, metric) for r in rows if r.method == m], dtype=float))
                  for metric in METRICS} for m in methods}
     tests = comparisons(rows, methods)
-    text = markdown(stats, tests, volumes, skipped, keep_every, len(rows))
+    text = markdown(stats, tests, volumes, list(skipped), keep_every, len(rows))
     csv_path = write_csv(rows, out_dir / "metrics.csv")
     summary_path = out_dir / "summary.md"
     summary_path.write_text(text)
     plot_path = boxplots(rows, methods, out_dir / "boxplots.png")
-    return Summary(rows, stats, tests, volumes, skipped, keep_every, text, out_dir, csv_path, summary_path,
-                   plot_path)
+    return Summary(rows, stats, tests, volumes, list(skipped), keep_every, text, out_dir, csv_path,
+                   summary_path, plot_path)
