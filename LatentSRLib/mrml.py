@@ -38,7 +38,7 @@ import vtk
 from vtk.util import numpy_support
 
 from . import LatentSRError
-from .pipeline import CONVENTIONAL, LABELS, LEARNED, METHODS, Cancelled, Run, choose_factor, output_geometry, \
+from .pipeline import LABELS, LEARNED, METHODS, Cancelled, Run, choose_factor, output_geometry, \
     super_resolve
 from .volume import Volume, find_images, slice_axis, to_pixel_type, volume_name, write
 
@@ -669,13 +669,13 @@ def load_file(path: str | os.PathLike, scene: "slicer.vtkMRMLScene | None" = Non
         raise LatentSRError(f"Slicer cannot read {path}")
     if node.IsA("vtkMRMLSequenceNode"):
         browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
-        _set_primary_sequence(browser, node)
+        set_primary_sequence(browser, node)
     else:
         node.CreateDefaultDisplayNodes()
     return node
 
 
-def _set_primary_sequence(browser: "slicer.vtkMRMLSequenceBrowserNode", sequence: "slicer.vtkMRMLSequenceNode") -> None:
+def set_primary_sequence(browser: "slicer.vtkMRMLSequenceBrowserNode", sequence: "slicer.vtkMRMLSequenceNode") -> None:
     # Slicer 5.8 renamed "master" to "primary"; support both.
     setter = getattr(browser, "SetAndObservePrimarySequenceNodeID", None) or \
         browser.SetAndObserveMasterSequenceNodeID
@@ -979,9 +979,10 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
 
 
 __all__ = [
-    "CONVENTIONAL", "LEARNED", "Cancelled", "Comparison", "OutputDescription", "crop_to_roi", "describe_output",
-    "devices", "load_file", "missing_requirements", "node_from_volume", "output_name", "process_folder",
-    "proxy_volume", "remove_output", "roi_corners_ras", "save_node", "scene_inputs", "sequence_from_volume",
-    "show_comparison", "super_resolve_and_compare", "super_resolve_node", "super_resolve_scene",
-    "through_plane_orientation", "volume_from_node",
+    "Cancelled", "Comparison", "OutputDescription", "browsers_of", "crop_to_roi", "crop_volume", "describe_output",
+    "devices", "ijk_to_ras", "load_file", "missing_requirements", "node_from_volume", "node_ijk_to_ras",
+    "output_name", "process_folder", "proxy_volume", "remove_output", "roi_box", "roi_corners_ras", "save_node",
+    "scene_inputs", "sequence_from_volume", "sequence_of_proxy", "set_primary_sequence", "show_comparison",
+    "super_resolve_and_compare", "super_resolve_node", "super_resolve_scene", "through_plane_orientation",
+    "volume_from_node",
 ]

@@ -95,7 +95,7 @@ def cine_sequence(scene, frames: list[Volume], name: str = "cine", values=None, 
         sequence.SetDataNodeAtValue(frame, str(values[t]) if values else f"{0.04 * t:g}")
     if browser:
         node = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
-        mrml._set_primary_sequence(node, sequence)
+        mrml.set_primary_sequence(node, sequence)
     return sequence
 
 
@@ -303,7 +303,7 @@ def test_sequence_of_ed_and_es_frames(mrml_scene):
     for value, frame in zip(("1", "12"), frames):
         sequence.SetDataNodeAtValue(frame, value)
     browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "patient001 browser")
-    mrml._set_primary_sequence(browser, sequence)
+    mrml.set_primary_sequence(browser, sequence)
     before = [array(sequence.GetNthDataNode(i)) for i in range(2)]
 
     out = mrml.super_resolve_node(sequence, "linear", factor=2)
