@@ -18,7 +18,7 @@ from typing import Annotated, Callable, Optional, Union
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode
-from slicer.parameterNodeWrapper import Decimals, SingleStep, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -159,7 +159,7 @@ class LatentSRParameterNode:
     compareLinear: bool = False
     sizeMode: SizeMode = SizeMode.ISOTROPIC
     factor: Annotated[int, WithinRange(1, 16)] = 4
-    targetSpacing: Annotated[float, WithinRange(0.1, 20.0), Decimals(2), SingleStep(0.25)] = 1.5
+    targetSpacing: Annotated[float, WithinRange(0.1, 20.0)] = 1.5  # decimals and step: see the .ui
     device: str = "auto"
     outputPrefix: str = ""
 
