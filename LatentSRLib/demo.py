@@ -60,8 +60,14 @@ def through_plane_figure(panels: Sequence[tuple[str, Volume]], path: Path, frame
 
 
 def run_demo(input_path: str | os.PathLike | None, out_dir: str | os.PathLike,
-             methods: Sequence[str] | None = None, device: str = "auto", progress: bool = True) -> str:
-    """Run the demo; returns the summary (also written to ``out_dir/summary.md``)."""
+             methods: Sequence[str] | None = None, device: str = "auto", progress: bool = True,
+             phantom_frames: int = 20) -> str:
+    """Run the demo; returns the summary (also written to ``out_dir/summary.md``).
+
+    Args:
+        input_path: a user's image; None for the built-in phantom cine (``phantom_frames`` frames).
+        methods: default every conventional method and each learned one with bundled weights.
+    """
     from .cli import progress_bar
     from .evaluate import evaluate, evaluate_volume, summarise
 
@@ -69,7 +75,7 @@ def run_demo(input_path: str | os.PathLike | None, out_dir: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     methods = list(methods) if methods else available_methods()
     if input_path is None:
-        cine = phantom.cine(frames=20, slices=10, slice_spacing=10.0, pixel_size=1.4, size=128, factor=7)
+        cine = phantom.cine(frames=phantom_frames, slices=10, slice_spacing=10.0, pixel_size=1.4, size=128, factor=7)
         volume, truth, name = cine.acquired, cine.truth, "phantom"
         write(volume, out / "phantom_input.nii.gz")
         write(truth, out / "phantom_truth.nii.gz")
