@@ -599,7 +599,8 @@ def scene_inputs(scene: "slicer.vtkMRMLScene | None" = None) -> list:
         node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
         if node.IsA("vtkMRMLLabelMapVolumeNode") or _is_output(node) or node.GetID() in proxies:
             continue
-        if node.GetImageData() is None:
+        image = node.GetImageData()
+        if image is None or image.GetNumberOfScalarComponents() != 1:  # empty, or colour/vector images
             continue
         volumes.append(node)
     return volumes + sequences
@@ -900,6 +901,18 @@ def _copy_slice_geometry(source: "slicer.vtkMRMLSliceNode", target: "slicer.vtkM
     target.EndModify(disabled)
 
 
+def _browse_together(sequences: Sequence["slicer.vtkMRMLSequenceNode"]) -> None:
+    """Give sequences that no browser plays one shared browser, so they can be shown and play in sync
+    (Slicer's Sequences logic then makes their proxy volumes)."""
+    if not sequences:
+        return
+    scene = sequences[0].GetScene()
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequences[0].GetName()} browser")
+    set_primary_sequence(browser, sequences[0])
+    for sequence in sequences[1:]:
+        browser.AddSynchronizedSequenceNode(sequence)
+
+
 @dataclasses.dataclass
 class Comparison:
     """The views :func:`show_comparison` set up, in the order of its nodes."""
@@ -922,7 +935,8 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
     the same volume, so they start at the same position.
 
     Args:
-        nodes: volume nodes or sequences of them (shown through their browser's proxy volume).
+        nodes: volume nodes or sequences of them (shown through their browser's proxy volume;
+            sequences that no browser plays get one, shared).
         orientation: "auto" (see :func:`through_plane_orientation`, computed from the first node), or
             "Axial", "Sagittal", "Coronal".
         fit_to: the volume all views are fitted to (default: the second node, e.g. the first output,
@@ -932,6 +946,7 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
     if not nodes:
         raise LatentSRError("nothing to compare")
     scene = scene or nodes[0].GetScene() or slicer.mrmlScene
+    _browse_together([node for node in nodes if node.IsA("vtkMRMLSequenceNode") and not browsers_of(node)])
     volumes = []
     for node in nodes:
         volume = proxy_volume(node)

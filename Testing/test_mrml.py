@@ -815,3 +815,12 @@ def test_module_self_test_runs(latentsr_module):
     module, _ = latentsr_module
     result = unittest.TextTestRunner(stream=open(os.devnull, "w")).run(module.LatentSRTest("runTest"))
     assert result.wasSuccessful(), result.failures + result.errors
+
+
+def test_comparison_gives_unbrowsed_sequences_one_browser(mrml_scene):
+    frames = [Volume(np.full((1, 3, 6, 6), t, np.float32), (1.0, 1.0, 4.0)) for t in range(3)]
+    sequence = cine_sequence(mrml_scene.scene, frames, browser=False)
+    (out,) = mrml.super_resolve_and_compare(sequence, ["bspline"], factor=2)
+    (browser,) = mrml.browsers_of(sequence)
+    assert mrml.browsers_of(out) == [browser]
+    assert mrml.proxy_volume(out) is not None and mrml.proxy_volume(sequence) is not None
