@@ -9,8 +9,7 @@ Domains (all 2D images at the model pixel size, 1.4 mm, blur direction vertical 
 The paper's three flows, with our modules::
 
     source flow   Y_s --encoder--> f_s --sr_decoder--> Y^_s                       (== Y_s)
-    cycle         Y_s --encoder--> f_s --degrader(Y_s, f_s)--> X_{s~t}
-                        --encoder--> f_{s~t~s} --sr_decoder--> Y_{s~t~s}           (== Y_s)
+    cycle         Y_s --degrader--> X_{s~t} --encoder--> f_{s~t~s} --sr_decoder--> Y_{s~t~s}  (== Y_s)
     target flow   X_t --encoder--> f_t --lr_decoder--> X^_t                        (== X_t)
     inference     X_t --encoder--> f_t --sr_decoder--> Y^_t
 
@@ -23,7 +22,8 @@ Through-plane adaptation of the degradation generator: instead of decoding LR im
 features alone, it applies the acquisition model of a thick-slice scan to the HR image -- a learned
 vertical slice-profile kernel, a box average over k rows (slice thickness = spacing), sampling every
 k-th row at a random phase and linear re-interpolation (what the reformat of an interpolated scan
-is) -- plus a small learned residual from f_s (noise, contrast), trained adversarially against X_t.
+is) -- plus a small bounded learned residual (noise, contrast), trained adversarially against X_t.
+The residual reads the degraded image, not f_s: see :class:`DegradationGenerator`.
 """
 
 from __future__ import annotations
@@ -149,27 +149,36 @@ def thick_slice_degrade(y: torch.Tensor, ks: list[int], phases: list[int]) -> to
 
 
 class DegradationGenerator(nn.Module):
-    """HR image Y_s (B, 1, H, W) and its features f_s (B, width, H, W) -> X_{s~t} (B, 1, H, W).
+    """HR image Y_s (B, 1, H, W) -> X_{s~t} (B, 1, H, W), LR-like with blur along the rows.
 
-    X_{s~t} = thick_slice_degrade(profile * Y_s) + scale * residual(f_s): a learned vertical
-    ``profile_taps``-tap slice-profile kernel (softmax-normalised, starts as identity), the known
-    sampling + linear interpolation along rows with per-image factor k, and a learned residual.
+    X_{s~t} = D + max_residual * sigmoid(a) * tanh(residual(D)), D = thick_slice_degrade(profile * Y_s):
+    a learned vertical ``profile_taps``-tap slice-profile kernel (softmax-normalised, starts as
+    identity), the known sampling + linear interpolation along rows with per-image factor k, and a
+    small learned residual (contrast, noise) bounded by ``max_residual``.
+
+    The residual reads the degraded image D, not f_s as in the paper's Y_s -> f_s -> X_{s~t}:
+    a residual computed from f_s can hide HR detail in X_{s~t} (the CycleGAN "steganography"
+    shortcut), which lowered our cycle loss while SR of truly degraded images did not improve.
+    ``f`` is accepted for the paper's interface and ignored.
     """
 
-    def __init__(self, width: int = 32, profile_taps: int = 5):
+    def __init__(self, width: int = 32, profile_taps: int = 5, max_residual: float = 0.1):
         super().__init__()
         logits = torch.full((profile_taps,), -4.0)
         logits[profile_taps // 2] = 4.0
         self.profile_logits = nn.Parameter(logits)
-        self.residual = nn.Sequential(nn.Conv2d(width, width // 2, 3, padding=1), nn.LeakyReLU(0.2),
-                                      nn.Conv2d(width // 2, 1, 3, padding=1))
-        self.residual_scale = nn.Parameter(torch.tensor(0.05))
+        hidden = max(width // 2, 4)
+        self.residual = nn.Sequential(nn.Conv2d(1, hidden, 3, padding=1), nn.LeakyReLU(0.2),
+                                      nn.Conv2d(hidden, 1, 3, padding=1))
+        self.max_residual = max_residual
+        self.residual_gate = nn.Parameter(torch.tensor(-2.0))
 
-    def forward(self, y: torch.Tensor, f: torch.Tensor, ks: list[int], phases: list[int]) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, f: torch.Tensor | None, ks: list[int], phases: list[int]) -> torch.Tensor:
         kernel = torch.softmax(self.profile_logits, 0).view(1, 1, -1, 1)
         blurred = F.conv2d(F.pad(y, (0, 0, kernel.shape[2] // 2, kernel.shape[2] // 2), mode="replicate"), kernel)
         degraded = thick_slice_degrade(blurred, ks, phases)
-        return degraded + self.residual_scale * torch.tanh(self.residual(f))
+        scale = self.max_residual * torch.sigmoid(self.residual_gate)
+        return degraded + scale * torch.tanh(self.residual(degraded))
 
 
 class PatchDiscriminator(nn.Module):
