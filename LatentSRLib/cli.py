@@ -59,7 +59,7 @@ def _super_resolve(args: argparse.Namespace) -> int:
         try:
             result = super_resolve(volume, args.method, factor=factor, axis=axis,
                                    run=Run(device=args.device, weights=args.weights, progress=update,
-                                           keep_original=not args.replace_originals,
+                                           keep_original=not args.replace_originals, mode=args.ae_mode,
                                            batch_slices=args.batch_slices))
         finally:
             if bar is not None:
@@ -108,7 +108,8 @@ def _train_ae(args: argparse.Namespace) -> int:
     config = AETrainingConfig(
         data=args.data, out=args.out, validation_data=args.val_data or (), epochs=args.epochs,
         steps_per_epoch=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
-        learning_rate=args.lr, interp_weight=args.interp_weight, base_width=args.base_width,
+        learning_rate=args.lr, interp_weight=args.interp_weight, interp_target=args.interp_target,
+        base_width=args.base_width,
         latent_channels=args.latent_channels, seed=args.seed, device=args.device, resume=args.resume,
         max_minutes=args.max_minutes, progress=not args.quiet)
     out = train(config)
@@ -125,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Super-resolve 3D volumes or 4D cines along their slice axis.")
     sr.add_argument("input", nargs="+", help="image files (NIfTI, NRRD, MHA), DICOM folders, or folders of images")
     sr.add_argument("-o", "--output", required=True, help="output file (its suffix picks the format), or a folder for several inputs")
-    sr.add_argument("--method", default="ae", help="linear, bspline, lanczos, ae or contrastive (default: ae)")
+    sr.add_argument("--method", default="ae",
+                    help="linear, bspline, lanczos, ae, ae-latent (the paper's pure latent decode) or contrastive (default: ae)")
     size = sr.add_mutually_exclusive_group()
     size.add_argument("--factor", type=int, help="integer upsampling factor along the slice axis")
     size.add_argument("--spacing", type=float, help="target slice spacing in mm (factor = round(spacing ratio))")
@@ -133,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="slice axis (default: the axis with the largest spacing)")
     sr.add_argument("--weights", help="bundled model name or weights file (learned methods)")
     sr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    sr.add_argument("--ae-mode", choices=("latent", "corrected"),
+                    help="autoencoder inference: the paper's decoded mixed code (latent) or linear "
+                         "interpolation plus the latent correction (corrected); default: as the weights record")
     sr.add_argument("--batch-slices", type=int, default=16, help="slices per network batch (memory bound)")
     sr.add_argument("--replace-originals", action="store_true",
                     help="learned methods: replace acquired slices by their reconstruction")
@@ -177,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--lr", type=float, default=1e-3)
     ae.add_argument("--interp-weight", type=float, default=0.0,
                     help="weight of the follow-up paper's interpolation loss (0: the 2020 paper's loss only)")
+    ae.add_argument("--interp-target", choices=("latent", "corrected"), default="latent",
+                    help="what the interpolation loss scores: the decoded mixed code (paper) or the "
+                         "detail-preserving prediction used at inference")
     ae.add_argument("--base-width", type=int, default=32)
     ae.add_argument("--latent-channels", type=int, default=16)
     ae.add_argument("--seed", type=int, default=0)

@@ -27,7 +27,7 @@ def available_methods() -> list[str]:
     from .models import registry
     bundled = {entry["kind"] for name, entry in registry.manifest().items()
                if (registry.models_folder() / entry["file"]).exists()}
-    return list(CONVENTIONAL) + [m for m in LEARNED if m in bundled]
+    return list(CONVENTIONAL) + [m for m in LEARNED if m in bundled]  # ae-latent is no weights kind
 
 
 def through_plane_figure(panels: Sequence[tuple[str, Volume]], path: Path, frame: int = 0) -> Path:

@@ -90,6 +90,12 @@ class Summary:
     plot_path: Path
 
 
+def weights_for(method: str, weights: dict[str, str] | None) -> str | None:
+    """The weights given for a method, or for the model it shares them with (ae-latent uses ae's)."""
+    weights = weights or {}
+    return weights.get(method) or weights.get(pipeline.WEIGHTS_KIND.get(method, method))
+
+
 def check_methods(methods: Sequence[str], weights: dict[str, str] | None = None) -> list[str]:
     """Validate the methods (and learned weights) before any work; returns them without duplicates.
 
@@ -114,7 +120,7 @@ def check_methods(methods: Sequence[str], weights: dict[str, str] | None = None)
         # (Imported here: the registry imports torch, which the conventional methods never need.)
         from .models import registry
         try:
-            path, _ = registry.resolve((weights or {}).get(method), method)
+            path, _ = registry.resolve(weights_for(method, weights), pipeline.WEIGHTS_KIND[method])
         except LatentSRError as error:
             raise LatentSRError(f"method '{method}': {error}") from None
         if not Path(path).exists():
@@ -154,7 +160,7 @@ def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_ever
     scored = [j for j in range((len(kept) - 1) * keep_every + 1) if j % keep_every]
     rows = []
     for method in methods:
-        run = pipeline.Run(device=device, weights=(weights or {}).get(method))
+        run = pipeline.Run(device=device, weights=weights_for(method, weights))
         result = pipeline.super_resolve(kept_volume, method, factor=keep_every, axis=axis, run=run)
         recreated = np.moveaxis(result.array[0], axis, 0)
         for j in scored:

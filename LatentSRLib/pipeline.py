@@ -29,12 +29,16 @@ METHODS: dict[str, str] = {
     "bspline": "LatentSRLib.interpolate:upsample_bspline",
     "lanczos": "LatentSRLib.interpolate:upsample_lanczos",
     "ae": "LatentSRLib.synthesize.autoencoder:upsample",
+    "ae-latent": "LatentSRLib.synthesize.autoencoder:upsample_latent",
     "contrastive": "LatentSRLib.synthesize.contrastive:upsample",
 }
 CONVENTIONAL = ("linear", "bspline", "lanczos")
-LEARNED = ("ae", "contrastive")
+LEARNED = ("ae", "ae-latent", "contrastive")
+#: Which weights (registry kind) each learned method loads.
+WEIGHTS_KIND = {"ae": "ae", "ae-latent": "ae", "contrastive": "contrastive"}
 #: Readable names, for tables, figures and Slicer node names.
-LABELS = {"linear": "Linear", "bspline": "B-spline", "lanczos": "Lanczos", "ae": "AE", "contrastive": "Contrastive"}
+LABELS = {"linear": "Linear", "bspline": "B-spline", "lanczos": "Lanczos", "ae": "AE",
+          "ae-latent": "AE (latent only)", "contrastive": "Contrastive"}
 
 
 class Cancelled(LatentSRError):
@@ -53,6 +57,7 @@ class Run:
         keep_original: keep acquired slices bit-for-bit (else learned methods may replace them with
             their reconstruction).
         batch_slices: most slices a learned method feeds the network at once (bounds memory).
+        mode: autoencoder inference mode, "latent" or "corrected" (None: what the weights record).
     """
 
     device: str = "auto"
@@ -61,6 +66,7 @@ class Run:
     cancel: Callable[[], bool] | None = None
     keep_original: bool = True
     batch_slices: int = 16
+    mode: str | None = None
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel():

@@ -5,6 +5,11 @@ Paper (Sander et al. 2020): reconstruct random 128x128 in-plane patches (MSE, Ad
 follow-up's loss (arXiv 2202.09258): from triplets of adjacent acquired slices, the decoder must
 rebuild x_n from the mixed latent 0.5 * (z_{n-1} + z_{n+1}). Both use acquired slices only.
 
+``interp_target="corrected"`` applies that loss to the detail-preserving prediction used at inference
+(see :mod:`LatentSRLib.synthesize.autoencoder`): linear interpolation of the acquired slices plus the
+difference between the decoded mixed code and the linear mix of the decoded neighbours, so the
+network learns the correction latent interpolation makes to linear interpolation.
+
 Single process on cuda/mps/cpu; under ``torchrun --nproc_per_node N`` the model is wrapped in
 DistributedDataParallel and each rank samples its own patches.
 """
@@ -41,6 +46,7 @@ class AETrainingConfig:
     patch_size: int = 128
     learning_rate: float = 1e-3
     interp_weight: float = 0.0
+    interp_target: str = "latent"
     base_width: int = 32
     latent_channels: int = 16
     depth: int = 4
@@ -55,7 +61,19 @@ class AETrainingConfig:
     progress: bool = True
 
 
-def losses(model: torch.nn.Module, batch: torch.Tensor, interp_weight: float) -> dict[str, torch.Tensor]:
+def corrected_middle(x0: torch.Tensor, x1: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, mixed: torch.Tensor,
+                     alpha: float | torch.Tensor = 0.5) -> torch.Tensor:
+    """Detail-preserving latent interpolation: lerp(x0, x1) + decode(mix) - lerp(decode(z0), decode(z1)).
+
+    The autoencoder's reconstruction error (blur) cancels between the last two terms, and the result
+    equals x0 at alpha=0 and x1 at alpha=1 exactly; what remains is the correction the latent
+    interpolation makes to linear interpolation.
+    """
+    return (1 - alpha) * (x0 - r0) + alpha * (x1 - r1) + mixed
+
+
+def losses(model: torch.nn.Module, batch: torch.Tensor, interp_weight: float,
+           interp_target: str = "latent") -> dict[str, torch.Tensor]:
     """Loss terms for a batch of stacks (B, S, H, W); S=1 (paper) or 3 (with the interpolation loss).
 
     Returns ``recon`` (MSE of every slice's reconstruction), ``interp`` (MSE of the middle slice
@@ -70,6 +88,10 @@ def losses(model: torch.nn.Module, batch: torch.Tensor, interp_weight: float) ->
     if interp_weight > 0 and s == 3:
         z = z.reshape(b, s, *z.shape[1:])
         middle = ae.decode(0.5 * (z[:, 0] + z[:, 2]))[:, 0]
+        if interp_target == "corrected":
+            middle = corrected_middle(batch[:, 0], batch[:, 2], recon[:, 0], recon[:, 2], middle)
+        elif interp_target != "latent":
+            raise ValueError(f"interp_target must be 'latent' or 'corrected', not {interp_target!r}")
         terms["interp"] = F.mse_loss(middle, batch[:, 1])
         total = total + interp_weight * terms["interp"]
     terms["total"] = total
@@ -84,13 +106,16 @@ def validate(model: LatentInterpolationAE, triplets: torch.Tensor, batch_size: i
     triplets: the number the model's ``interp`` has to beat.
     """
     model.eval()
-    totals = {"recon": 0.0, "interp": 0.0, "linear": 0.0}
+    totals = {"recon": 0.0, "interp": 0.0, "corrected": 0.0, "linear": 0.0}
     for start in range(0, len(triplets), batch_size):
         batch = triplets[start:start + batch_size]
         middle = batch[:, 1:2]
         totals["recon"] += F.mse_loss(model(middle), middle, reduction="sum").item()
         synthetic = model.interpolate(batch[:, :1], batch[:, 2:], torch.tensor([0.5]))
         totals["interp"] += F.mse_loss(synthetic, middle, reduction="sum").item()
+        r0, r1 = model(batch[:, :1]), model(batch[:, 2:])
+        corrected = corrected_middle(batch[:, :1], batch[:, 2:], r0, r1, synthetic)
+        totals["corrected"] += F.mse_loss(corrected, middle, reduction="sum").item()
         totals["linear"] += F.mse_loss(0.5 * (batch[:, :1] + batch[:, 2:]), middle, reduction="sum").item()
     model.train()
     return {k: v / triplets[:, 1].numel() for k, v in totals.items()}
@@ -138,7 +163,7 @@ def train(config: AETrainingConfig) -> Path:
         for step in bar:
             batch = torch.from_numpy(sample_stacks(train_volumes, config.batch_size, config.patch_size,
                                                    neighbours, rng)).to(device)
-            terms = losses(trainable, batch, config.interp_weight)
+            terms = losses(trainable, batch, config.interp_weight, config.interp_target)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()
@@ -154,7 +179,8 @@ def train(config: AETrainingConfig) -> Path:
             print(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
                   flush=True)
             # Select on what inference uses: interpolation when trained for it, else reconstruction.
-            score = scores["interp"] if config.interp_weight > 0 else scores["recon"]
+            score = (scores["recon"] if config.interp_weight == 0 else
+                     scores["corrected"] if config.interp_target == "corrected" else scores["interp"])
             if score < best:
                 best = score
                 export(model, config, history, Path(config.out), device)
@@ -173,7 +199,10 @@ def export(model: LatentInterpolationAE, config: AETrainingConfig, history: list
            device: torch.device) -> None:
     meta = {
         "method": "latent-interpolation autoencoder (Sander et al. 2020)"
-                  + (f" + interpolation loss x{config.interp_weight} (arXiv 2202.09258)" if config.interp_weight else ""),
+                  + (f" + interpolation loss x{config.interp_weight} on the {config.interp_target} prediction"
+                     " (arXiv 2202.09258)" if config.interp_weight else ""),
+        # How inference combines the decoded slices; measured, see the model card.
+        "mode": "corrected" if config.interp_target == "corrected" else "latent",
         "pixel_size": config.pixel_size,
         "intensity": "1st/99th percentile per volume -> [0, 1]",
         "training": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("progress",)},
