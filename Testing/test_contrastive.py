@@ -181,3 +181,15 @@ def test_bundled_weights_if_registered():
     out = super_resolve(volume, "contrastive", factor=2, device="cpu")
     assert out.array.shape == (1, 9, 32, 32) and np.isfinite(out.array).all()
     assert np.array_equal(out.array[:, ::2], volume.array)
+
+
+def test_identity_network_returns_linear_interpolation(tmp_path):
+    """An untrained residual model is the identity: the method must then equal linear interpolation,
+    also when the input is resampled in-plane to the model's pixel size (no smoothing round trip)."""
+    model = ContrastiveSR(**TINY)
+    weights = str(registry.save(tmp_path / "identity.pt", "contrastive", model.config, model.state_dict(),
+                                {"pixel_size": 1.4}))
+    array = np.random.default_rng(0).random((1, 4, 20, 24)).astype(np.float32)
+    for spacing in ((10.0, 1.4, 1.4), (10.0, 1.75, 1.75)):
+        out = upsample(array, 2, spacing, Run(weights=weights, device="cpu"))
+        assert np.allclose(out, linear_along_z(array[0], 2)[None], atol=1e-5)

@@ -4,7 +4,9 @@ For a volume with slice spacing s and in-plane pixel p (after resampling to the 
 needed), the internal factor is m = factor * max(1, round(s / (factor * p))): the internal grid is
 near the training pixel size and contains the requested one. Per frame: linear interpolation along
 Z to m, the model on every XZ and every YZ plane (slice axis vertical, as trained), the mean of the
-two orientations, the acquired slices put back, and every (m / factor)-th slice kept.
+two orientations, every (m / factor)-th slice kept, and the acquired slices put back. When the
+input's pixel size differs from the model's, only the model's correction (SR minus linear) is
+resampled back in-plane and added to linear interpolation on the input grid.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
         for t in range(t_count):
             run.check()
             frame = torch.from_numpy(np.ascontiguousarray(array[t])).float().to(device)
-            lin = _linear_z(_resize_inplane(frame, size), m)  # (Zm, Y', X')
+            lin = _linear_z(_resize_inplane(frame, size), m)  # (Zm, Y', X') at the model pixel size
             sums = torch.zeros_like(lin)
             # XZ planes (one per row y): images (Zm, X'); YZ planes (one per column x): images (Zm, Y').
             for planes, to_images, put in (
@@ -89,7 +91,12 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
                     put(index, model(images)[:, 0])
                     done += index.stop - index.start
                     run.report(done / total)
-            out = _resize_inplane(0.5 * sums, (ny, nx))[::step].cpu().numpy()
+            # Only the model's correction to linear interpolation goes through the in-plane
+            # resampling back to the input grid: the image itself is never resampled twice (that
+            # round trip alone smooths, which scored +0.014 SSIM over linear on ACDC 5 mm with an
+            # identity network), so an identity network returns exactly linear interpolation.
+            correction = _resize_inplane(0.5 * sums - lin, (ny, nx))[::step]
+            out = (_linear_z(frame, factor) + correction).cpu().numpy()
             out[::factor] = array[t]  # acquired slices kept
             result[t] = out
     return result
