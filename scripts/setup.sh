@@ -10,7 +10,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+    # A local wheel (pip's find-links) first, without asking the index; else the index.
+    .venv/bin/python -m pip install --quiet --no-index "torch==2.13.0" 2>/dev/null \
+        || .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
 .venv/bin/python -m pip install --quiet -e ".[test]"
 .venv/bin/python -c "import torch, SimpleITK, skimage, slicer, LatentSRLib; print('LatentSR environment ready: torch', torch.__version__)"
