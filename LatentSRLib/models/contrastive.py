@@ -283,10 +283,13 @@ class ContrastiveSR(nn.Module):
         """
         f_s = self.encoder(y_s)
         x_st = self.degrader(y_s, f_s, ks, phases)
-        f_sts = self.encoder(x_st)
+        # The degrader learns only from the image discriminator: X_{s~t} enters the cycle detached.
+        # Otherwise the cycle (and InfoNCE) losses train it to make X_{s~t} easy to super-resolve --
+        # its residual then does the SR itself, and the SR network learned nothing in our runs.
+        f_sts = self.encoder(x_st.detach())
         f_t = self.encoder(x_t)
         return {"f_s": f_s, "y_hat_s": self.super_resolve(f_s, y_s), "x_st": x_st, "f_sts": f_sts,
-                "y_sts": self.super_resolve(f_sts, x_st), "f_t": f_t, "x_hat_t": self.lr_decoder(f_t)}
+                "y_sts": self.super_resolve(f_sts, x_st.detach()), "f_t": f_t, "x_hat_t": self.lr_decoder(f_t)}
 
 
 class Discriminators(nn.Module):

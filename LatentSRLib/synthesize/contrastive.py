@@ -43,10 +43,13 @@ def internal_factor(factor: int, slice_spacing: float, pixel_size: float) -> int
 
 
 def _resize_inplane(volume: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(Z, Y, X) -> (Z, size[0], size[1]), bilinear (pixel centres aligned as in ITK resampling)."""
+    """(Z, Y, X) -> (Z, size[0], size[1]), bilinear keeping the field of view (pixel centres as in
+    ITK resampling), antialiased when shrinking."""
     if tuple(volume.shape[1:]) == tuple(size):
         return volume
-    return F.interpolate(volume[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    shrinking = size[0] < volume.shape[1] or size[1] < volume.shape[2]
+    return F.interpolate(volume[:, None], size=size, mode="bilinear", align_corners=False,
+                         antialias=shrinking)[:, 0]
 
 
 def _linear_z(volume: torch.Tensor, m: int) -> torch.Tensor:

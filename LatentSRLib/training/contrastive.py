@@ -61,7 +61,7 @@ class ContrastiveTrainingConfig:
     steps_per_epoch: int = 40
     batch_size: int = 8
     patch_size: int = 64
-    learning_rate: float = 2e-4
+    learning_rate: float = 5e-4
     weights: LossWeights = dataclasses.field(default_factory=LossWeights)
     use_contrastive: bool = True
     width: int = 32
