@@ -117,6 +117,24 @@ def _train_ae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_contrastive(args: argparse.Namespace) -> int:
+    from .models.contrastive import LossWeights
+    from .training.contrastive import ContrastiveTrainingConfig, train
+    defaults = LossWeights()
+    weights = LossWeights(**{name: getattr(args, name) if getattr(args, name) is not None else getattr(defaults, name)
+                             for name in ("source", "cycle", "target", "adv_image", "adv_feature", "nce",
+                                          "temperature") if hasattr(defaults, name)})
+    config = ContrastiveTrainingConfig(
+        hr=args.hr, lr=args.lr, out=args.out, hr_count=args.hr_count, validation_patients=args.val_patients,
+        epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
+        learning_rate=args.learning_rate, weights=weights, use_contrastive=not args.no_contrastive,
+        width=args.width, seed=args.seed, device=args.device, resume=args.resume, max_minutes=args.max_minutes,
+        progress=not args.quiet)
+    out = train(config)
+    print(f"weights written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentsr", description=__doc__)
     parser.add_argument("--version", action="version", version=f"latentsr {__version__}")
@@ -193,6 +211,29 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this wall time")
     ae.add_argument("--quiet", action="store_true")
     ae.set_defaults(run=_train_ae)
+
+    co = models.add_parser("contrastive", help="unpaired contrastive SR (Li et al. 2023), through-plane")
+    co.add_argument("--hr", nargs="+", required=True, help="scans whose in-plane slices are the HR domain")
+    co.add_argument("--lr", nargs="+", required=True, help="scans whose through-plane reformats are the LR domain (may be the same)")
+    co.add_argument("--out", required=True, help="weights file to write (a resumable .ckpt is kept beside it)")
+    co.add_argument("--hr-count", type=int, help="use at most N HR volumes (the paper's few-HR experiment)")
+    co.add_argument("--val-patients", type=int, default=6)
+    co.add_argument("--epochs", type=int, default=10)
+    co.add_argument("--steps", type=int, default=40, help="steps per epoch")
+    co.add_argument("--batch-size", type=int, default=8)
+    co.add_argument("--patch-size", type=int, default=64)
+    co.add_argument("--learning-rate", type=float, default=5e-4)
+    co.add_argument("--no-contrastive", action="store_true", help="drop the InfoNCE loss (the paper's ablation)")
+    co.add_argument("--width", type=int, default=32)
+    for name in ("source", "cycle", "target", "adv-image", "adv-feature", "nce"):
+        co.add_argument(f"--w-{name}", dest=name.replace("-", "_"), type=float, help=f"weight of the {name} loss")
+    co.add_argument("--temperature", type=float, help="InfoNCE temperature")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--device", default="auto")
+    co.add_argument("--resume", action="store_true")
+    co.add_argument("--max-minutes", type=float)
+    co.add_argument("--quiet", action="store_true")
+    co.set_defaults(run=_train_contrastive)
     return parser
 
 

@@ -146,3 +146,16 @@ def test_folder_in_folder_out(tmp_path, oblique_volume):
     out.mkdir()
     assert run_cli("super-resolve", inputs, "-o", out, "--method", "linear", "--factor", "2", "--quiet") == 0
     assert sorted(p.name for p in out.iterdir()) == ["a_linear_x2.nii.gz", "b_linear_x2.nii.gz"]
+
+
+@pytest.mark.integration
+def test_train_contrastive_command_writes_loadable_weights(tmp_path, data_dir):
+    from LatentSRLib.models import registry
+    scans = [data_dir / "cmrxmotion" / name for name in ("P001-1", "P002-1", "P003-1")]
+    out = tmp_path / "c.pt"
+    code = run_cli("train", "contrastive", "--hr", *scans, "--lr", *scans, "--out", out, "--epochs", "1",
+                   "--steps", "2", "--batch-size", "2", "--patch-size", "32", "--width", "8",
+                   "--val-patients", "1", "--w-nce", "0.5", "--quiet")
+    assert code == 0
+    content = registry.load(str(out), "contrastive")
+    assert content["config"]["width"] == 8
