@@ -272,7 +272,7 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
             found.append(entry)
             continue
         images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
-                        and any(p.name.lower().endswith(s) for s in WRITABLE_SUFFIXES if s not in (".raw",)))
+                        and any(p.name.lower().endswith(s) for s in WRITABLE_SUFFIXES))
         if images:
             found.extend(images)
         elif any(p.suffix.lower() == ".dcm" for p in entry.rglob("*")):
