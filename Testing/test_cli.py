@@ -88,7 +88,8 @@ def test_default_output_is_near_isotropic(tmp_path, small_file, capsys):
 def test_console_script_runs(tmp_path, small_file):
     out = tmp_path / "o.mha"
     done = subprocess.run([sys.executable, "-m", "LatentSRLib.cli", "super-resolve", str(small_file), "-o", str(out),
-                           "--method", "bspline", "--factor", "2"], capture_output=True, text=True, timeout=120)
+                           "--method", "bspline", "--factor", "2"], capture_output=True, text=True,
+                          encoding="utf-8", errors="replace", timeout=120)  # tqdm draws Unicode blocks
     assert done.returncode == 0, done.stderr
     assert "->" in done.stdout and out.exists()
 
