@@ -111,7 +111,8 @@ def _train_ae(args: argparse.Namespace) -> int:
         learning_rate=args.lr, interp_weight=args.interp_weight, interp_target=args.interp_target,
         base_width=args.base_width,
         latent_channels=args.latent_channels, seed=args.seed, device=args.device, resume=args.resume,
-        max_minutes=args.max_minutes, progress=not args.quiet)
+        max_minutes=args.max_minutes, progress=not args.quiet, init_weights=args.init,
+        temporal_fraction=args.temporal_fraction)
     out = train(config)
     print(f"weights written to {out}")
     return 0
@@ -128,7 +129,8 @@ def _train_contrastive(args: argparse.Namespace) -> int:
         hr=args.hr, lr=args.lr, out=args.out, hr_count=args.hr_count, validation_patients=args.val_patients,
         epochs=args.epochs, steps_per_epoch=args.steps, batch_size=args.batch_size, patch_size=args.patch_size,
         learning_rate=args.learning_rate, weights=weights, use_contrastive=not args.no_contrastive,
-        width=args.width, seed=args.seed, device=args.device, resume=args.resume, max_minutes=args.max_minutes,
+        width=args.width, encoder_blocks=args.encoder_blocks, thickness_range=tuple(args.thickness),
+        seed=args.seed, device=args.device, resume=args.resume, max_minutes=args.max_minutes,
         progress=not args.quiet)
     out = train(config)
     print(f"weights written to {out}")
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--seed", type=int, default=0)
     ae.add_argument("--device", default="auto")
     ae.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    ae.add_argument("--init", help="start from these weights (bundled name or file) instead of random ones")
+    ae.add_argument("--temporal-fraction", type=float, default=0.0,
+                    help="share of interpolation triplets taken over time from 4D cines (small changes)")
     ae.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this wall time")
     ae.add_argument("--quiet", action="store_true")
     ae.set_defaults(run=_train_ae)
@@ -225,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--learning-rate", type=float, default=5e-4)
     co.add_argument("--no-contrastive", action="store_true", help="drop the InfoNCE loss (the paper's ablation)")
     co.add_argument("--width", type=int, default=32)
+    co.add_argument("--encoder-blocks", type=int, default=3, help="residual blocks of the encoder f")
+    co.add_argument("--thickness", type=float, nargs=2, default=(0.5, 1.0), metavar=("LOW", "HIGH"),
+                    help="synthetic slice thickness as a fraction of the spacing, drawn per patch")
     for name in ("source", "cycle", "target", "adv-image", "adv-feature", "nce"):
         co.add_argument(f"--w-{name}", dest=name.replace("-", "_"), type=float, help=f"weight of the {name} loss")
     co.add_argument("--temperature", type=float, help="InfoNCE temperature")

@@ -190,3 +190,64 @@ def test_corrected_training_objective(tmp_path):
         mixed = model.decode(0.5 * (z[:, 0] + z[:, 2]))[:, 0]
         expected = 0.5 * (batch[:, 0] + batch[:, 2]) + mixed - 0.5 * (recon[:, 0] + recon[:, 2])
     torch.testing.assert_close(terms["interp"], torch.mean((expected - batch[:, 1]) ** 2))
+
+
+def test_init_starts_from_given_weights_and_checks_the_architecture(tmp_path, tiny_weights):
+    data = _training_data(tmp_path / "data")
+    config = AETrainingConfig(data=[str(data)], out=str(tmp_path / "ft.pt"), validation_patients=1, epochs=1,
+                              steps_per_epoch=1, batch_size=2, patch_size=32, base_width=4, bottleneck_width=8,
+                              latent_channels=4, learning_rate=0.0, validation_count=2, device="cpu",
+                              progress=False, init_weights=str(tiny_weights))
+    train(config)
+    start = registry.load(str(tiny_weights), "ae")["state_dict"]
+    tuned = registry.load(str(tmp_path / "ft.pt"), "ae")["state_dict"]
+    # With a zero learning rate only batch-norm running statistics can move; every weight is the init's.
+    for name, value in start.items():
+        if "running" not in name and "num_batches" not in name:
+            torch.testing.assert_close(tuned[name], value, atol=1e-3, rtol=1e-3)  # float16 export
+    with pytest.raises(LatentSRError, match="architecture"):
+        train(AETrainingConfig(**{**config.__dict__, "base_width": 8, "out": str(tmp_path / "bad.pt")}))
+
+
+def _cine_file(tmp_path, frames=6):
+    """A 4D cine whose blob grows over time: (T=frames, Z=3, 40, 40) at 1.4 x 1.4 x 10 mm."""
+    from LatentSRLib.volume import write
+    yy, xx = np.mgrid[:40, :40]
+    array = np.stack([np.stack([np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (30 + 8 * t + 5 * z))
+                                for z in range(3)]) for t in range(frames)]).astype(np.float32)
+    path = tmp_path / "case9_4d.nii.gz"
+    volume = Volume(array, (1.4, 1.4, 10.0))
+    volume.is_4d = True
+    write(volume, path)
+    return path
+
+
+def test_time_stacks_hold_each_slice_over_time(tmp_path):
+    from LatentSRLib.training.data import load_time_stacks
+    path = _cine_file(tmp_path)
+    stacks = load_time_stacks([str(path)], strides=(1, 2), progress=False)
+    # 3 slices x 2 strides; stride 2 keeps frames 0, 2, 4.
+    assert sorted(s.slices.shape[0] for s in stacks) == [3, 3, 3, 6, 6, 6]
+    by_name = {s.name: s.slices for s in stacks}
+    one, two = by_name["case9_4d.nii.gz[z=1,stride=1]"], by_name["case9_4d.nii.gz[z=1,stride=2]"]
+    np.testing.assert_allclose(two, one[::2])
+    # The blob grows over time, so neighbouring entries differ (small changes) but are not equal.
+    assert 0 < np.abs(one[1] - one[0]).mean() < np.abs(one[0]).mean()
+    # 3D files (one frame) contribute nothing.
+    assert load_time_stacks([str(_training_data(tmp_path / "d3", n=1))], progress=False) == []
+
+
+def test_training_with_temporal_triplets(tmp_path):
+    data = _training_data(tmp_path / "data")
+    _cine_file(data)
+    out = tmp_path / "ae.pt"
+    config = AETrainingConfig(data=[str(data)], out=str(out), validation_data=[str(_training_data(tmp_path / "v", 1))],
+                              epochs=2, steps_per_epoch=3,
+                              batch_size=4, patch_size=32, base_width=4, bottleneck_width=8, latent_channels=4,
+                              interp_weight=1.0, interp_target="corrected", temporal_fraction=0.5,
+                              validation_count=4, device="cpu", progress=False)
+    train(config)
+    assert registry.load(str(out), "ae")["meta"]["training"]["temporal_fraction"] == 0.5
+    with pytest.raises(LatentSRError, match="4D cines"):
+        train(AETrainingConfig(**{**config.__dict__, "data": [str(_training_data(tmp_path / "d3"))],
+                                  "out": str(tmp_path / "x.pt")}))

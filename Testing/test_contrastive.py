@@ -194,3 +194,15 @@ def test_identity_network_returns_linear_interpolation(tmp_path):
     for spacing in ((10.0, 1.4, 1.4), (10.0, 1.75, 1.75)):
         out = upsample(array, 2, spacing, Run(weights=weights, device="cpu"))
         assert np.allclose(out, linear_along_z(array[0], 2)[None], atol=1e-5)
+
+
+def test_thinner_slices_than_their_spacing_blur_less():
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 1, 30, 8, generator=g)
+    thick = thick_slice_degrade(image, [5], [0])
+    thin = thick_slice_degrade(image, [5], [0], thicknesses=[1])
+    # Thickness 1 is point sampling: the kept rows are the image's own rows.
+    torch.testing.assert_close(thin[0, 0, 0::5], image[0, 0, 0::5])
+    assert not torch.allclose(thick[0, 0, 5::5], image[0, 0, 5::5])
+    # Default thickness is the spacing.
+    torch.testing.assert_close(thick_slice_degrade(image, [5], [0], thicknesses=[5]), thick)

@@ -39,7 +39,9 @@ def _load(path: str, digest: str, device: str) -> tuple[LatentInterpolationAE, d
         model.load_state_dict(content["state_dict"])
     except RuntimeError:
         raise LatentSRError(f"{path} does not match the autoencoder's architecture {content['config']}") from None
-    return model.to(device).eval(), content["meta"]
+    # channels_last: oneDNN's convolutions run ~1.3x faster on CPU without layout reorders
+    # (measured on 256x256 slices, 2-core EPYC); the result is the same up to float rounding.
+    return model.to(device).to(memory_format=torch.channels_last).eval(), content["meta"]
 
 
 def load_model(weights: str | None, device: torch.device) -> tuple[LatentInterpolationAE, dict]:
@@ -106,7 +108,8 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple[float, float, fl
         slices = torch.from_numpy(x).to(device)[:, None]
         if grid is not None:
             slices = resize(slices, grid)
-        return pad_to_multiple(slices, model.multiple)
+        padded, size = pad_to_multiple(slices, model.multiple)
+        return padded.contiguous(memory_format=torch.channels_last), size
 
     with torch.inference_mode():
         flat = array.reshape(frames * n_slices, height, width)

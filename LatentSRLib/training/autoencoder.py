@@ -28,10 +28,12 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from .. import LatentSRError
 from ..models import registry
 from ..models.autoencoder import LatentInterpolationAE
 from . import common
-from .data import MODEL_PIXEL_SIZE, fixed_validation_stacks, load_volumes, sample_stacks, split_by_patient
+from .data import (MODEL_PIXEL_SIZE, fixed_validation_stacks, load_time_stacks, load_volumes, sample_stacks,
+                   split_by_patient)
 
 
 @dataclasses.dataclass
@@ -59,6 +61,11 @@ class AETrainingConfig:
     validation_count: int = 64
     pixel_size: float = MODEL_PIXEL_SIZE
     progress: bool = True
+    #: Start from the weights of an exported file (fine-tuning) instead of a random initialisation.
+    init_weights: str | None = None
+    #: Fraction of each triplet batch drawn from cines over time (``load_time_stacks``) rather than
+    #: over space; these are the only examples of small changes between neighbours.
+    temporal_fraction: float = 0.0
 
 
 def corrected_middle(x0: torch.Tensor, x1: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, mixed: torch.Tensor,
@@ -140,6 +147,19 @@ def train(config: AETrainingConfig) -> Path:
 
     model = LatentInterpolationAE(config.base_width, config.depth, config.bottleneck_width,
                                   config.latent_channels).to(device)
+    if config.init_weights and not config.resume:
+        content = registry.load(config.init_weights, "ae")
+        if content["config"] != model.config:
+            raise LatentSRError(f"--init {config.init_weights} has architecture {content['config']}, "
+                                f"not {model.config}")
+        model.load_state_dict(content["state_dict"])
+    time_stacks: list = []
+    if config.temporal_fraction > 0 and config.interp_weight > 0:
+        held = {v.name.split("[")[0] for v in validation_volumes}
+        time_stacks = [s for s in load_time_stacks(config.data, config.pixel_size, progress=False)
+                       if s.name.split("[")[0] not in held]
+        if not time_stacks:
+            raise LatentSRError("--temporal-fraction needs 4D cines (3 or more frames) among --data")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history: list[dict] = []
     start_epoch, best, elapsed_before = 0, math.inf, 0.0
@@ -161,8 +181,11 @@ def train(config: AETrainingConfig) -> Path:
                    disable=not (config.progress and rank == 0), leave=False)
         running = 0.0
         for step in bar:
-            batch = torch.from_numpy(sample_stacks(train_volumes, config.batch_size, config.patch_size,
-                                                   neighbours, rng)).to(device)
+            n_time = int(round(config.batch_size * config.temporal_fraction)) if time_stacks else 0
+            stacks = sample_stacks(train_volumes, config.batch_size - n_time, config.patch_size, neighbours, rng)
+            if n_time:
+                stacks = np.concatenate([stacks, sample_stacks(time_stacks, n_time, config.patch_size, 3, rng)])
+            batch = torch.from_numpy(stacks).to(device)
             terms = losses(trainable, batch, config.interp_weight, config.interp_target)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()

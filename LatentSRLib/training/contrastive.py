@@ -48,6 +48,10 @@ class ContrastiveTrainingConfig:
         use_contrastive: False sets the InfoNCE weight to 0 (the paper's ablation).
         width, encoder_blocks, decoder_blocks: network size.
         residual: the SR decoder adds its output to its input image (see ContrastiveSR).
+        thickness_range: slice thickness of the synthetic degradation as a fraction (low, high) of
+            the spacing k, drawn per patch. Clinical stacks are often thinner than their spacing
+            (gaps), and so are the papers' protocol inputs (5 mm slices, every other one dropped);
+            (1, 1) is the thickness = spacing model.
         val_k: rows averaged and skipped by the validation degradation (7 ~ 10 mm slices at 1.4 mm).
         max_minutes: stop (after validating and checkpointing) once this wall time is passed.
     """
@@ -68,6 +72,7 @@ class ContrastiveTrainingConfig:
     encoder_blocks: int = 3
     decoder_blocks: int = 1
     residual: bool = True
+    thickness_range: tuple[float, float] = (0.5, 1.0)
     val_k: int = 7
     validation_count: int = 48
     seed: int = 0
@@ -274,15 +279,18 @@ def train_step(model: ContrastiveSR, discs: Discriminators, opt_g, opt_d, hr_vol
     x_np, ks = sample_reformats(lr_volumes, config.batch_size, config.patch_size, config.pixel_size, rng)
     x_t = torch.from_numpy(x_np).to(device)
     phases = [int(rng.integers(k)) for k in ks]
-    return step_on_batch(model, discs, opt_g, opt_d, y_s, x_t, ks, phases, weights, torch_generator)
+    low, high = config.thickness_range
+    thicknesses = [max(1, int(round(k * rng.uniform(low, high)))) for k in ks]
+    return step_on_batch(model, discs, opt_g, opt_d, y_s, x_t, ks, phases, weights, torch_generator,
+                         thicknesses)
 
 
-def step_on_batch(model, discs, opt_g, opt_d, y_s, x_t, ks, phases, weights, torch_generator=None
-                  ) -> dict[str, float]:
+def step_on_batch(model, discs, opt_g, opt_d, y_s, x_t, ks, phases, weights, torch_generator=None,
+                  thicknesses=None) -> dict[str, float]:
     """Generator update (all generator terms) then discriminator update; returns the loss values."""
     for p in discs.parameters():
         p.requires_grad_(False)
-    terms, flows = generator_losses(model, discs, y_s, x_t, ks, phases, weights, torch_generator)
+    terms, flows = generator_losses(model, discs, y_s, x_t, ks, phases, weights, torch_generator, thicknesses)
     opt_g.zero_grad(set_to_none=True)
     terms["total"].backward()
     opt_g.step()

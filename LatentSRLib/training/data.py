@@ -64,6 +64,34 @@ def load_volumes(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_P
     return volumes
 
 
+def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_PIXEL_SIZE,
+                     strides: Sequence[int] = (1, 2, 3), exclude_test: bool = True,
+                     progress: bool = True) -> list[TrainingVolume]:
+    """Each slice of each cine as a stack over time: (T', Y, X) with every ``stride``-th frame.
+
+    Adjacent entries of these stacks are the same slice a few frames apart, so triplets drawn from
+    them show edges moving by a small amount. They give the interpolation loss examples of small
+    changes, which the 10-20 mm gaps between acquired slices of the training scans cannot.
+    Only files with at least 3 frames contribute (4D cines); still acquired data only.
+    """
+    stacks: list[TrainingVolume] = []
+    files = [f for f in find_images(paths) if not (exclude_test and is_test_case(f))]
+    for file in tqdm(files, desc="loading cines", unit="file", disable=not progress):
+        volume = read(file)
+        if volume.n_frames < 3:
+            continue
+        volume = resample_inplane(volume, pixel_size)
+        scaled, _ = normalise(volume.array, clip=True)
+        for stride in strides:
+            frames = scaled[::stride]
+            if frames.shape[0] < 3:
+                continue
+            for z in range(frames.shape[1]):
+                stacks.append(TrainingVolume(f"{Path(file).name}[z={z},stride={stride}]",
+                                             np.ascontiguousarray(frames[:, z]), float("nan")))
+    return stacks
+
+
 def split_by_patient(volumes: Sequence[TrainingVolume], n_validation: int, seed: int = 0
                      ) -> tuple[list[TrainingVolume], list[TrainingVolume]]:
     """Hold out whole patients (all their frames) for validation."""
