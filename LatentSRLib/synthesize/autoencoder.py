@@ -30,6 +30,12 @@ from ..training.common import pick_device
 #: Relative in-plane spacing difference below which no resampling to the model's pixel size is done.
 PIXEL_SIZE_TOLERANCE = 0.01
 
+#: On CPU, the widest activation of a batch is kept under this many bytes. Larger tensors are above
+#: glibc's mmap threshold (32 MB), so every convolution maps and page-faults fresh memory: batches of
+#: 16 slices of 256x256 ran at 3.25 s/frame, batches of 2 at 2.4 s/frame (2-core EPYC, /tmp run of
+#: benchmarks/bench_methods.py's case). GPUs keep ``run.batch_slices``.
+CPU_ACTIVATION_BYTES = 16 * 2 ** 20
+
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, digest: str, device: str) -> tuple[LatentInterpolationAE, dict]:
@@ -88,6 +94,10 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple[float, float, fl
     frames, n_slices, height, width = array.shape
     grid = model_grid((height, width), spacing_zyx[1:], meta.get("pixel_size"))
     batch = max(1, int(run.batch_slices))
+    if device.type == "cpu":
+        rows, columns = grid or (height, width)
+        padded_area = -(-rows // model.multiple) * model.multiple * -(-columns // model.multiple) * model.multiple
+        batch = max(1, min(batch, CPU_ACTIVATION_BYTES // (4 * model.config["base_width"] * padded_area)))
     n_out = (n_slices - 1) * factor + 1
     out = np.empty((frames, n_out, height, width), np.float32)
 
