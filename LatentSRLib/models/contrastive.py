@@ -50,14 +50,14 @@ class LossWeights:
         adv_image: LSGAN generator loss of D_img on X_{s~t} (synthetic LR should look like X_t).
         adv_feature: LSGAN generator loss of D_feat on f_t (target features look like source ones).
         nce: InfoNCE between f_{s~t~s} (queries) and f_s (keys); 0 disables it (the ablation).
+        temperature: InfoNCE temperature tau.
+        nce_locations: feature locations sampled per image for InfoNCE.
 
     Balance: the cycle L1 is ~0.04 while InfoNCE is ~1-3 and target L1 ~0.05-0.3, so at the first
     weights tried (target 0.5, adv_feature 0.02, nce 0.2) the encoder's gradient was mostly InfoNCE's
     and SR never beat its input on validation (500 steps, L1 0.0419-0.0429 vs 0.0402 input), whereas
     the cycle term alone reached 0.0362 in 200 steps. The defaults keep every term but at weights
     where the cycle term leads (model card: contrastive.md).
-        temperature: InfoNCE temperature tau.
-        nce_locations: feature locations sampled per image for InfoNCE.
     """
 
     source: float = 0.0

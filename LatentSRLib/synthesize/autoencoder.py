@@ -32,8 +32,8 @@ PIXEL_SIZE_TOLERANCE = 0.01
 
 #: On CPU, the widest activation of a batch is kept under this many bytes. Larger tensors are above
 #: glibc's mmap threshold (32 MB), so every convolution maps and page-faults fresh memory: batches of
-#: 16 slices of 256x256 ran at 3.25 s/frame, batches of 2 at 2.4 s/frame (2-core EPYC, /tmp run of
-#: benchmarks/bench_methods.py's case). GPUs keep ``run.batch_slices``.
+#: 16 slices of 256x256 ran at 3.25 s/frame, batches of 2 at 2.4 s/frame (2-core EPYC, the phantom
+#: cine of benchmarks/bench_methods.py; README, speed). GPUs keep ``run.batch_slices``.
 CPU_ACTIVATION_BYTES = 16 * 2 ** 20
 
 

@@ -32,8 +32,8 @@ from .. import LatentSRError
 from ..models import registry
 from ..models.autoencoder import LatentInterpolationAE
 from . import common
-from .data import (MODEL_PIXEL_SIZE, fixed_validation_stacks, load_time_stacks, load_volumes, sample_stacks,
-                   split_by_patient)
+from .data import (MODEL_PIXEL_SIZE, fixed_validation_stacks, load_time_stacks, load_volumes, patient_of,
+                   sample_stacks, split_by_patient)
 
 
 @dataclasses.dataclass
@@ -155,9 +155,9 @@ def train(config: AETrainingConfig) -> Path:
         model.load_state_dict(content["state_dict"])
     time_stacks: list = []
     if config.temporal_fraction > 0 and config.interp_weight > 0:
-        held = {v.name.split("[")[0] for v in validation_volumes}
+        held = {patient_of(v) for v in validation_volumes}
         time_stacks = [s for s in load_time_stacks(config.data, config.pixel_size, progress=False)
-                       if s.name.split("[")[0] not in held]
+                       if patient_of(s) not in held]
         if not time_stacks:
             raise LatentSRError("--temporal-fraction needs 4D cines (3 or more frames) among --data")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)

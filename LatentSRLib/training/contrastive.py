@@ -30,7 +30,8 @@ from ..models import registry
 from ..models.contrastive import (ContrastiveSR, Discriminators, LossWeights, discriminator_losses,
                                   generator_losses, thick_slice_degrade)
 from . import common
-from .data import MODEL_PIXEL_SIZE, TrainingVolume, load_volumes, pad_to, sample_stacks, split_by_patient
+from .data import (MODEL_PIXEL_SIZE, TrainingVolume, load_volumes, pad_to, patient_of, sample_stacks,
+                   split_by_patient)
 
 
 @dataclasses.dataclass
@@ -171,10 +172,6 @@ def validate(model: ContrastiveSR, hr: torch.Tensor, degraded: torch.Tensor, bat
     sr = torch.cat(outputs).clamp(0, 1)
     return {"sr_l1": float((sr - hr).abs().mean()), "sr_psnr": psnr(sr, hr),
             "input_l1": float((degraded - hr).abs().mean()), "input_psnr": psnr(degraded, hr)}
-
-
-def patient_of(volume: TrainingVolume) -> str:
-    return volume.name.split("_frame")[0].split("_4d")[0].split("-E")[0].split("[")[0]
 
 
 def load_domains(config: ContrastiveTrainingConfig) -> tuple[list, list]:

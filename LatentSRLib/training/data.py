@@ -92,15 +92,18 @@ def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MOD
     return stacks
 
 
+def patient_of(volume: TrainingVolume) -> str:
+    """The patient a training volume or time stack comes from (ACDC patientNNN, CMRxMotion PNNN-K)."""
+    return volume.name.split("_frame")[0].split("_4d")[0].split("-E")[0].split("[")[0]
+
+
 def split_by_patient(volumes: Sequence[TrainingVolume], n_validation: int, seed: int = 0
                      ) -> tuple[list[TrainingVolume], list[TrainingVolume]]:
     """Hold out whole patients (all their frames) for validation."""
-    def patient(v: TrainingVolume) -> str:
-        return v.name.split("_frame")[0].split("_4d")[0].split("-E")[0].split("[")[0]
-    patients = sorted({patient(v) for v in volumes})
+    patients = sorted({patient_of(v) for v in volumes})
     rng = np.random.default_rng(seed)
     held = set(rng.choice(patients, size=min(n_validation, len(patients) - 1), replace=False)) if n_validation else set()
-    return ([v for v in volumes if patient(v) not in held], [v for v in volumes if patient(v) in held])
+    return ([v for v in volumes if patient_of(v) not in held], [v for v in volumes if patient_of(v) in held])
 
 
 def random_crop_box(shape: tuple[int, int], size: int, rng: np.random.Generator) -> tuple[slice, slice]:
