@@ -5,8 +5,8 @@
 # Usage: bash benchmarks/validation_protocol.sh METHODS OUT "PATIENT..." [extra latentsr evaluate args]
 #   e.g. bash benchmarks/validation_protocol.sh linear,contrastive out/val "010 014 037 049 070" \
 #            --contrastive-weights runs/co_long.pt
-# The held-out patients of a run are printed by:  python -c "from LatentSRLib.training.data import ..."
-# (split_by_patient with the run's seed; see the model cards for the lists used).
+# A run's held-out patients are those LatentSRLib.training.data.split_by_patient picks with the run's
+# seed; the model cards list the ones used for the bundled weights.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHODS=$1; OUT=$2; PATIENTS=$3; shift 3

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .. import LatentSRError
 from ..intensity import normalise
-from ..volume import find_images, read, resample_inplane
+from ..volume import Volume, find_images, read, resample_inplane
 
 #: ACDC patients with 5 mm slices: the test set of the paper's protocol. Never trained on.
 TEST_PATIENTS = ("patient035", "patient075", "patient081", "patient082", "patient084", "patient085")
@@ -45,7 +45,7 @@ def load_volumes(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_P
         exclude_test: drop the ACDC 5 mm test patients, so they can never leak into training.
         max_frames: for cines, keep at most this many frames per file (evenly spaced).
     """
-    files = [f for f in find_images(paths) if not (exclude_test and is_test_case(f))]
+    files = training_files(paths, exclude_test)
     if not files:
         raise LatentSRError(f"no training images found under {', '.join(map(str, paths))}")
     volumes: list[TrainingVolume] = []
@@ -56,12 +56,22 @@ def load_volumes(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_P
             volume = volume.with_array(volume.array[keep])
         if volume.array.shape[1] < 3:
             continue
-        volume = resample_inplane(volume, pixel_size)
-        scaled, _ = normalise(volume.array, clip=True)
+        scaled = in_model_space(volume, pixel_size)
         for t in range(volume.n_frames):
             name = Path(file).name + (f"[t={t}]" if volume.n_frames > 1 else "")
             volumes.append(TrainingVolume(name, scaled[t], volume.spacing[2]))
     return volumes
+
+
+def training_files(paths: Sequence[str | os.PathLike], exclude_test: bool = True) -> list[str]:
+    """Image files under ``paths``, without the ACDC 5 mm test patients when ``exclude_test``."""
+    return [f for f in find_images(paths) if not (exclude_test and is_test_case(f))]
+
+
+def in_model_space(volume: Volume, pixel_size: float) -> np.ndarray:
+    """(T, Z, Y, X) resampled in-plane to ``pixel_size`` and percentile-scaled to [0, 1] (clipped)."""
+    scaled, _ = normalise(resample_inplane(volume, pixel_size).array, clip=True)
+    return scaled
 
 
 def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_PIXEL_SIZE,
@@ -75,13 +85,11 @@ def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MOD
     Only files with at least 3 frames contribute (4D cines); still acquired data only.
     """
     stacks: list[TrainingVolume] = []
-    files = [f for f in find_images(paths) if not (exclude_test and is_test_case(f))]
-    for file in tqdm(files, desc="loading cines", unit="file", disable=not progress):
+    for file in tqdm(training_files(paths, exclude_test), desc="loading cines", unit="file", disable=not progress):
         volume = read(file)
         if volume.n_frames < 3:
             continue
-        volume = resample_inplane(volume, pixel_size)
-        scaled, _ = normalise(volume.array, clip=True)
+        scaled = in_model_space(volume, pixel_size)
         for stride in strides:
             frames = scaled[::stride]
             if frames.shape[0] < 3:
