@@ -60,6 +60,8 @@ def _super_resolve(args: argparse.Namespace) -> int:
             result = super_resolve(volume, args.method, factor=factor, axis=axis,
                                    run=Run(device=args.device, weights=args.weights, progress=update,
                                            keep_original=not args.replace_originals, mode=args.ae_mode,
+                                           ae_correction_sigma_mm=args.ae_correction_sigma,
+                                           ae_correction_gain=args.ae_correction_gain,
                                            batch_slices=args.batch_slices))
         finally:
             if bar is not None:
@@ -75,7 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     weights = {k: v for k, v in (("ae", args.ae_weights), ("contrastive", args.contrastive_weights)) if v}
     summary = evaluate(args.paths, methods, args.out, keep_every=args.keep_every, device=args.device,
-                       weights=weights or None, progress=not args.quiet)
+                       weights=weights or None, progress=not args.quiet,
+                       ae_correction_sigma_mm=args.ae_correction_sigma,
+                       ae_correction_gain=args.ae_correction_gain)
     print(summary.markdown)
     return 0
 
@@ -112,7 +116,8 @@ def _train_ae(args: argparse.Namespace) -> int:
         base_width=args.base_width,
         latent_channels=args.latent_channels, seed=args.seed, device=args.device, resume=args.resume,
         max_minutes=args.max_minutes, progress=not args.quiet, init_weights=args.init,
-        temporal_fraction=args.temporal_fraction)
+        temporal_fraction=args.temporal_fraction, reformat_fraction=args.reformat_fraction,
+        correction_sigma_mm=args.correction_sigma, correction_gain=args.correction_gain)
     out = train(config)
     print(f"weights written to {out}")
     return 0
@@ -158,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--ae-mode", choices=("latent", "corrected"),
                     help="autoencoder inference: the paper's decoded mixed code (latent) or linear "
                          "interpolation plus the latent correction (corrected); default: as the weights record")
+    sr.add_argument("--ae-correction-sigma", type=float, metavar="MM",
+                    help="smooth the autoencoder's correction in-plane (Gaussian sigma, mm; default: the weights')")
+    sr.add_argument("--ae-correction-gain", type=float,
+                    help="scale the autoencoder's correction (1 keeps it, 0 gives linear; default: the weights')")
     sr.add_argument("--batch-slices", type=int, default=16, help="slices per network batch (memory bound)")
     sr.add_argument("--replace-originals", action="store_true",
                     help="learned methods: replace acquired slices by their reconstruction")
@@ -174,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, help="folder for metrics.csv, summary.md, boxplots.png")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--ae-weights", help="weights for the ae method (default: bundled)")
+    ev.add_argument("--ae-correction-sigma", type=float, metavar="MM",
+                    help="smooth the autoencoder's correction in-plane (Gaussian sigma, mm; default: the weights')")
+    ev.add_argument("--ae-correction-gain", type=float,
+                    help="scale the autoencoder's correction (1 keeps it, 0 gives linear; default: the weights')")
     ev.add_argument("--contrastive-weights", help="weights for the contrastive method (default: bundled)")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(run=_evaluate)
@@ -213,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     ae.add_argument("--init", help="start from these weights (bundled name or file) instead of random ones")
     ae.add_argument("--temporal-fraction", type=float, default=0.0,
                     help="share of interpolation triplets taken over time from 4D cines (small changes)")
+    ae.add_argument("--reformat-fraction", type=float, default=0.0,
+                    help="share of interpolation triplets taken from through-plane reformats along the in-plane "
+                         "axes (small changes in static 3D scans)")
+    ae.add_argument("--correction-sigma", type=float, default=0.0, metavar="MM",
+                    help="correction smoothing recorded in the weights for inference (choose it on validation)")
+    ae.add_argument("--correction-gain", type=float, default=1.0,
+                    help="correction gain recorded in the weights for inference (choose it on validation)")
     ae.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this wall time")
     ae.add_argument("--quiet", action="store_true")
     ae.set_defaults(run=_train_ae)

@@ -138,8 +138,13 @@ def _frames(path: Path) -> list[tuple[str, Volume]]:
 
 
 def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_every: int = 2,
-                    device: str = "auto", weights: dict[str, str] | None = None) -> list[Row]:
+                    device: str = "auto", weights: dict[str, str] | None = None,
+                    ae_correction_sigma_mm: float | None = None, ae_correction_gain: float | None = None
+                    ) -> list[Row]:
     """Run the protocol on one 3D volume (one frame); returns one row per scored slice and method.
+
+    ``ae_correction_sigma_mm``, ``ae_correction_gain``: the AE's :class:`LatentSRLib.pipeline.Run`
+    options (None: what the weights record).
 
     Raises:
         LatentSRError: fewer than K + 1 slices (no dropped slice lies between two kept ones).
@@ -160,7 +165,9 @@ def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_ever
     scored = [j for j in range((len(kept) - 1) * keep_every + 1) if j % keep_every]
     rows = []
     for method in methods:
-        run = pipeline.Run(device=device, weights=weights_for(method, weights))
+        run = pipeline.Run(device=device, weights=weights_for(method, weights),
+                           ae_correction_sigma_mm=ae_correction_sigma_mm,
+                           ae_correction_gain=ae_correction_gain)
         result = pipeline.super_resolve(kept_volume, method, factor=keep_every, axis=axis, run=run)
         recreated = np.moveaxis(result.array[0], axis, 0)
         for j in scored:
@@ -177,7 +184,7 @@ def _stats(values: np.ndarray) -> MethodStats:
     return MethodStats(len(values), float(np.mean(values)), sd, float(np.median(values)))
 
 
-def _compare(rows: list[Row], method: str, baseline: str, metric: str) -> Comparison:
+def compare(rows: list[Row], method: str, baseline: str, metric: str) -> Comparison:
     """Paired per (volume, slice): H1 = the method's score is higher than the baseline's."""
     from scipy.stats import wilcoxon
 
@@ -205,7 +212,7 @@ def comparisons(rows: list[Row], methods: Sequence[str]) -> list[Comparison]:
     if not learned:
         challenger = "linear" if "linear" in methods else methods[0]
         learned, baselines = [challenger], [m for m in baselines if m != challenger]
-    return [_compare(rows, m, b, metric) for m in learned for b in baselines for metric in METRICS]
+    return [compare(rows, m, b, metric) for m in learned for b in baselines for metric in METRICS]
 
 
 def _label(method: str) -> str:
@@ -280,7 +287,8 @@ def boxplots(rows: list[Row], methods: Sequence[str], path: Path) -> Path:
 
 def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir: str | os.PathLike,
              keep_every: int = 2, device: str = "auto", weights: dict[str, str] | None = None,
-             progress: bool = True) -> Summary:
+             progress: bool = True, ae_correction_sigma_mm: float | None = None,
+             ae_correction_gain: float | None = None) -> Summary:
     """Run the drop-slice protocol on files or folders and write metrics.csv, summary.md, boxplots.png.
 
     Args:
@@ -291,6 +299,8 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
         device: for learned methods ("auto", "cpu", "cuda", ...).
         weights: per learned method, a bundled model name or a weights file (default: bundled).
         progress: show a tqdm bar over files.
+        ae_correction_sigma_mm, ae_correction_gain: overrides of the AE weights' correction
+            smoothing and gain (None: theirs).
 
     Returns:
         A :class:`Summary`; its ``markdown`` is summary.md (the CLI prints it).
@@ -316,7 +326,8 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
             if volume.array.shape[1 + slice_axis(volume)] < keep_every + 1:
                 skipped.append(name)
                 continue
-            rows.extend(evaluate_volume(name, volume, methods, keep_every, device, weights))
+            rows.extend(evaluate_volume(name, volume, methods, keep_every, device, weights, ae_correction_sigma_mm,
+                                        ae_correction_gain))
             volumes.append(name)
     if not rows:
         raise LatentSRError(f"no volume has the {keep_every + 1} slices needed to drop and re-create one")

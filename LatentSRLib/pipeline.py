@@ -58,6 +58,11 @@ class Run:
             their reconstruction).
         batch_slices: most slices a learned method feeds the network at once (bounds memory).
         mode: autoencoder inference mode, "latent" or "corrected" (None: what the weights record).
+        ae_correction_sigma_mm: Gaussian smoothing (sigma, mm, in-plane) of the autoencoder's
+            correction to linear interpolation in corrected mode; 0 none (None: what the weights
+            record, else 0).
+        ae_correction_gain: factor applied to that (smoothed) correction; 1 keeps it, 0 gives
+            linear interpolation (None: what the weights record, else 1).
     """
 
     device: str = "auto"
@@ -67,6 +72,8 @@ class Run:
     keep_original: bool = True
     batch_slices: int = 16
     mode: str | None = None
+    ae_correction_sigma_mm: float | None = None
+    ae_correction_gain: float | None = None
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel():

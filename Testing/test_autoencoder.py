@@ -179,6 +179,34 @@ def test_corrected_mode_is_linear_plus_the_latent_correction(tiny_weights, obliq
         super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), mode="magic"))
 
 
+def test_correction_smoothing_filters_only_the_correction(tiny_weights, oblique_volume):
+    """With sigma > 0 the new slices are linear + the Gaussian-smoothed correction (sigma in mm,
+    so per axis in pixels of the input grid); acquired slices stay exact; weights can record it."""
+    from scipy import ndimage
+    from LatentSRLib.intensity import PercentileScaling
+    oblique_volume.spacing = (1.4, 1.4, 8.0)
+    plain = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), mode="corrected"))
+    smooth = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), mode="corrected",
+                                                                   ae_correction_sigma_mm=2.8))
+    scaling = PercentileScaling.fit(oblique_volume.array)
+    x = scaling.forward(oblique_volume.array)[0]
+    linear = 0.5 * (x[:-1] + x[1:])
+    correction = scaling.forward(plain.array[0, 1::2]) - linear
+    expected = linear + ndimage.gaussian_filter(correction, (0, 2, 2), mode="nearest")
+    np.testing.assert_allclose(scaling.forward(smooth.array[0, 1::2]), expected, atol=2e-3)
+    np.testing.assert_array_equal(smooth.array[0, ::2], oblique_volume.array[0])
+    assert np.abs(np.diff(smooth.array[0, 1::2] - plain.array[0, 1::2], axis=-1)).mean() > 0  # it did something
+    # Recorded in the weights: the same result without the run option.
+    content = registry.load(str(tiny_weights), "ae")
+    recorded = registry.save(tiny_weights.parent / "smooth.pt", "ae", content["config"], content["state_dict"],
+                             {**content["meta"], "correction_sigma_mm": 2.8})
+    again = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(recorded), mode="corrected"))
+    np.testing.assert_array_equal(again.array, smooth.array)
+    with pytest.raises(LatentSRError, match="non-negative"):
+        super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), mode="corrected",
+                                                              ae_correction_sigma_mm=-1))
+
+
 def test_corrected_training_objective(tmp_path):
     torch.manual_seed(0)
     model = LatentInterpolationAE(base_width=4, bottleneck_width=8, latent_channels=2)
@@ -250,4 +278,38 @@ def test_training_with_temporal_triplets(tmp_path):
     assert registry.load(str(out), "ae")["meta"]["training"]["temporal_fraction"] == 0.5
     with pytest.raises(LatentSRError, match="4D cines"):
         train(AETrainingConfig(**{**config.__dict__, "data": [str(_training_data(tmp_path / "d3"))],
+                                  "out": str(tmp_path / "x.pt")}))
+
+
+def test_reformat_stacks_are_through_plane_planes_along_the_inplane_axes(tmp_path):
+    from LatentSRLib.interpolate import upsample
+    from LatentSRLib.training.data import in_model_space, load_reformat_stacks
+    from LatentSRLib.volume import read
+    data = _training_data(tmp_path / "data", n=1)  # (5, 48, 48) at 1.4 x 1.4 x 8 mm
+    stacks = load_reformat_stacks([str(data)], strides=(1, 2), progress=False)
+    by_name = {s.name: s.slices for s in stacks}
+    # Per axis: stride 1 (one stack) and stride 2 (starts 0 and 1).
+    assert len(stacks) == 6
+    # 8 mm slices interpolated to ~1.4 mm: factor round(8 / 1.4) = 6, so (5 - 1) * 6 + 1 = 25 rows.
+    dense = upsample(in_model_space(read(next(data.iterdir())), 1.4)[0], 6, "linear", axis=0)
+    along_x = by_name["case0_frame01.nii.gz[t=0,along=x,stride=1,start=0]"]
+    assert along_x.shape == (48, 25, 48)
+    np.testing.assert_allclose(along_x[10], dense[:, :, 10])
+    np.testing.assert_allclose(by_name["case0_frame01.nii.gz[t=0,along=y,stride=2,start=1]"][3], dense[:, 7, :])
+    # Neighbouring planes are a small step apart: different, but much closer than the acquired slices.
+    step = np.abs(along_x[21] - along_x[20]).mean()
+    assert 0 < step < np.abs(dense[6] - dense[0]).mean()
+
+
+def test_training_with_reformat_triplets(tmp_path):
+    data = _training_data(tmp_path / "data")
+    out = tmp_path / "ae.pt"
+    config = AETrainingConfig(data=[str(data)], out=str(out), validation_patients=1, epochs=1, steps_per_epoch=2,
+                              batch_size=4, patch_size=32, base_width=4, bottleneck_width=8, latent_channels=4,
+                              interp_weight=1.0, interp_target="corrected", reformat_fraction=0.5,
+                              validation_count=4, device="cpu", progress=False)
+    train(config)
+    assert registry.load(str(out), "ae")["meta"]["training"]["reformat_fraction"] == 0.5
+    with pytest.raises(LatentSRError, match="add up to more than 1"):
+        train(AETrainingConfig(**{**config.__dict__, "reformat_fraction": 0.8, "temporal_fraction": 0.5,
                                   "out": str(tmp_path / "x.pt")}))

@@ -122,6 +122,14 @@ def test_sampling_and_validation_data():
     scores = validate(ContrastiveSR(**TINY), hr, degraded)
     # An untrained residual model is the identity: it scores exactly like its input.
     assert scores["sr_l1"] == pytest.approx(scores["input_l1"], abs=1e-6)
+    # Thin slices (1 row) keep more of a smooth pattern than slices as thick as their spacing,
+    # whose box average flattens it.
+    rows = np.sin(2 * np.pi * np.arange(30) / 20)[None, :, None] * np.ones((6, 1, 40))
+    smooth = TrainingVolume("s", (0.5 + 0.4 * rows).astype(np.float32), 7.0)
+    hr_thick, thick = validation_set([smooth], 4, 24, 5)
+    hr_thin, thin = validation_set([smooth], 4, 24, 5, thickness=1)
+    torch.testing.assert_close(hr_thin, hr_thick)
+    assert (thin - hr_thin).abs().mean() < 0.85 * (thick - hr_thick).abs().mean()
 
 
 def test_internal_factor():

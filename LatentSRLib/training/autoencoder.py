@@ -32,8 +32,8 @@ from .. import LatentSRError
 from ..models import registry
 from ..models.autoencoder import LatentInterpolationAE
 from . import common
-from .data import (MODEL_PIXEL_SIZE, fixed_validation_stacks, load_time_stacks, load_volumes, patient_of,
-                   sample_stacks, split_by_patient)
+from .data import (MODEL_PIXEL_SIZE, fixed_validation_stacks, load_reformat_stacks, load_time_stacks, load_volumes,
+                   patient_of, sample_stacks, split_by_patient)
 
 
 @dataclasses.dataclass
@@ -66,6 +66,14 @@ class AETrainingConfig:
     #: Fraction of each triplet batch drawn from cines over time (``load_time_stacks``) rather than
     #: over space; these are the only examples of small changes between neighbours.
     temporal_fraction: float = 0.0
+    #: Fraction of each triplet batch drawn from through-plane reformats stacked along the in-plane
+    #: axes (``load_reformat_stacks``): small changes for static 3D scans, where there is no time.
+    reformat_fraction: float = 0.0
+    #: In-plane Gaussian smoothing (mm) of the correction at inference, recorded in the weights
+    #: (see :mod:`LatentSRLib.synthesize.autoencoder`); chosen on validation after training.
+    correction_sigma_mm: float = 0.0
+    #: Factor on that correction at inference, recorded in the weights; chosen on validation.
+    correction_gain: float = 1.0
 
 
 def corrected_middle(x0: torch.Tensor, x1: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, mixed: torch.Tensor,
@@ -130,6 +138,8 @@ def validate(model: LatentInterpolationAE, triplets: torch.Tensor, batch_size: i
 
 def train(config: AETrainingConfig) -> Path:
     """Train, checkpointing every epoch; export float16 weights of the best validation epoch."""
+    if config.temporal_fraction + config.reformat_fraction > 1:
+        raise LatentSRError("--temporal-fraction and --reformat-fraction add up to more than 1")
     rank, world = common.distributed_context()
     device = common.pick_device(config.device)
     if world > 1 and device.type == "cuda":
@@ -160,6 +170,13 @@ def train(config: AETrainingConfig) -> Path:
                        if patient_of(s) not in held]
         if not time_stacks:
             raise LatentSRError("--temporal-fraction needs 4D cines (3 or more frames) among --data")
+    reformat_stacks: list = []
+    if config.reformat_fraction > 0 and config.interp_weight > 0:
+        held = {patient_of(v) for v in validation_volumes}
+        reformat_stacks = [s for s in load_reformat_stacks(config.data, config.pixel_size, progress=False)
+                           if patient_of(s) not in held]
+        if not reformat_stacks:
+            raise LatentSRError("--reformat-fraction found no scans to reformat among --data")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history: list[dict] = []
     start_epoch, best, elapsed_before = 0, math.inf, 0.0
@@ -182,9 +199,13 @@ def train(config: AETrainingConfig) -> Path:
         running = 0.0
         for step in bar:
             n_time = int(round(config.batch_size * config.temporal_fraction)) if time_stacks else 0
-            stacks = sample_stacks(train_volumes, config.batch_size - n_time, config.patch_size, neighbours, rng)
-            if n_time:
-                stacks = np.concatenate([stacks, sample_stacks(time_stacks, n_time, config.patch_size, 3, rng)])
+            n_reformat = int(round(config.batch_size * config.reformat_fraction)) if reformat_stacks else 0
+            parts = [sample_stacks(train_volumes, config.batch_size - n_time - n_reformat, config.patch_size,
+                                   neighbours, rng)]
+            for source, count in ((time_stacks, n_time), (reformat_stacks, n_reformat)):
+                if count:
+                    parts.append(sample_stacks(source, count, config.patch_size, 3, rng))
+            stacks = np.concatenate(parts)
             batch = torch.from_numpy(stacks).to(device)
             terms = losses(trainable, batch, config.interp_weight, config.interp_target)
             optimizer.zero_grad(set_to_none=True)
@@ -227,6 +248,8 @@ def export(model: LatentInterpolationAE, config: AETrainingConfig, history: list
         # How inference combines the decoded slices; measured, see the model card.
         "mode": "corrected" if config.interp_target == "corrected" else "latent",
         "pixel_size": config.pixel_size,
+        "correction_sigma_mm": config.correction_sigma_mm,
+        "correction_gain": config.correction_gain,
         "intensity": "1st/99th percentile per volume -> [0, 1]",
         "training": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("progress",)},
         "history": history,

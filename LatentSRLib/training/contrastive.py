@@ -7,8 +7,9 @@ The two sets are unpaired; HR patches feed the source flow and the cycle, LR pat
 flow and the discriminators. See :mod:`LatentSRLib.models.contrastive` for the losses.
 
 Validation (no isotropic truth exists): held-out patients' in-plane HR patches degraded the known
-way -- average ``val_k`` rows, keep every ``val_k``-th row, re-interpolate linearly (the reformat of
-a thick-slice scan) -- scored by L1 and PSNR of the SR output against the HR patch, next to the same
+way -- average rows over the slice thickness, keep every k-th row, re-interpolate linearly (the
+reformat of a thick-slice scan), with k the training scans' own factor and the middle of the
+training thickness range, so validation scores the degradation the model is trained for -- scored by L1 and PSNR of the SR output against the HR patch, next to the same
 numbers for the degraded input itself (= linear interpolation), so the log shows whether the model
 beats interpolation.
 """
@@ -53,7 +54,8 @@ class ContrastiveTrainingConfig:
             the spacing k, drawn per patch. Clinical stacks are often thinner than their spacing
             (gaps), and so are the papers' protocol inputs (5 mm slices, every other one dropped);
             (1, 1) is the thickness = spacing model.
-        val_k: rows averaged and skipped by the validation degradation (7 ~ 10 mm slices at 1.4 mm).
+        val_k: rows skipped by the validation degradation; None: the LR scans' median factor k
+            (7 for 10 mm slices at 1.4 mm). Rows averaged: k times the middle of ``thickness_range``.
         max_minutes: stop (after validating and checkpointing) once this wall time is passed.
     """
 
@@ -74,7 +76,7 @@ class ContrastiveTrainingConfig:
     decoder_blocks: int = 1
     residual: bool = True
     thickness_range: tuple[float, float] = (0.5, 1.0)
-    val_k: int = 7
+    val_k: int | None = None
     validation_count: int = 48
     seed: int = 0
     device: str = "auto"
@@ -145,14 +147,14 @@ def sample_reformats(volumes: Sequence[TrainingVolume], count: int, size: int, p
     return out, ks
 
 
-def validation_set(volumes: Sequence[TrainingVolume], count: int, size: int, k: int, seed: int = 1234
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed (HR, degraded) in-plane patch pairs (count, 1, size, size): average k rows, keep every
-    k-th row (phase varies), linear re-interpolation."""
+def validation_set(volumes: Sequence[TrainingVolume], count: int, size: int, k: int, seed: int = 1234,
+                   thickness: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed (HR, degraded) in-plane patch pairs (count, 1, size, size): average ``thickness`` rows
+    (default k), keep every k-th row (phase varies), linear re-interpolation."""
     rng = np.random.default_rng(seed)
     hr = torch.from_numpy(sample_stacks(list(volumes), count, size, 1, rng, augment_patches=False))
     phases = [int(p) for p in rng.integers(0, k, count)]
-    return hr, thick_slice_degrade(hr, [k] * count, phases)
+    return hr, thick_slice_degrade(hr, [k] * count, phases, [thickness or k] * count)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -207,7 +209,10 @@ def train(config: ContrastiveTrainingConfig, loaded: tuple[list, list] | None = 
     rng = common.seed_everything(config.seed)
     weights = dataclasses.replace(config.weights, nce=config.weights.nce if config.use_contrastive else 0.0)
     hr_train, lr_train, validation = prepare_data(config, loaded)
-    val_hr, val_degraded = validation_set(validation, config.validation_count, config.patch_size, config.val_k)
+    val_k = config.val_k or int(np.median([lr_factor(v, config.pixel_size) for v in lr_train]))
+    val_thickness = max(1, int(round(val_k * sum(config.thickness_range) / 2)))
+    val_hr, val_degraded = validation_set(validation, config.validation_count, config.patch_size, val_k,
+                                          thickness=val_thickness)
     if config.progress:
         print(f"HR volumes {len(hr_train)}, LR volumes {len(lr_train)}, validation volumes {len(validation)}",
               flush=True)

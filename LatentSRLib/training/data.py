@@ -100,6 +100,43 @@ def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MOD
     return stacks
 
 
+def load_reformat_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_PIXEL_SIZE,
+                         strides: Sequence[int] = (1, 2, 3), exclude_test: bool = True,
+                         max_frames: int | None = 1, progress: bool = True) -> list[TrainingVolume]:
+    """Through-plane reformats of each scan as stacks along the in-plane axes.
+
+    The scan (Z, Y, X) is linearly interpolated along the slice axis to about ``pixel_size``, then
+    cut into planes perpendicular to x (stacked along x) and to y (stacked along y), taking every
+    ``stride``-th plane from every start. Neighbouring planes of these stacks are 1-3 in-plane
+    pixels apart: the anatomy of a static scan moving by a small amount, which its acquired slices
+    (one slice spacing or more apart) never show. They are to a static 3D scan what time triplets
+    are to a cine. Blur along the former slice axis is the price; the autoencoder's random
+    90-degree rotations put it in either image direction. Acquired data only.
+    """
+    from ..interpolate import upsample
+
+    stacks: list[TrainingVolume] = []
+    for file in tqdm(training_files(paths, exclude_test), desc="loading reformats", unit="file", disable=not progress):
+        volume = read(file)
+        if volume.array.shape[1] < 2:
+            continue
+        factor = max(1, int(round(volume.spacing[2] / pixel_size)))
+        frames = range(volume.n_frames) if max_frames is None else \
+            np.linspace(0, volume.n_frames - 1, min(max_frames, volume.n_frames)).round().astype(int)
+        scaled = in_model_space(volume.with_array(volume.array[list(frames)]), pixel_size)
+        for t in range(scaled.shape[0]):
+            dense = upsample(scaled[t], factor, "linear", axis=0)  # (Z', Y, X), Z' spacing ~ pixel_size
+            for axis_name, planes in (("x", dense.transpose(2, 0, 1)), ("y", dense.transpose(1, 0, 2))):
+                for stride in strides:
+                    for start in range(stride):
+                        stack = planes[start::stride]
+                        if stack.shape[0] >= 3:
+                            stacks.append(TrainingVolume(
+                                f"{Path(file).name}[t={t},along={axis_name},stride={stride},start={start}]",
+                                np.ascontiguousarray(stack), float("nan")))
+    return stacks
+
+
 def patient_of(volume: TrainingVolume) -> str:
     """The patient a training volume or time stack comes from (ACDC patientNNN, CMRxMotion PNNN-K)."""
     return volume.name.split("_frame")[0].split("_4d")[0].split("-E")[0].split("[")[0]
