@@ -99,6 +99,30 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_correction(args: argparse.Namespace) -> int:
+    from .models import registry
+    updates = {}
+    if args.correction_sigma is not None:
+        if not (args.correction_sigma >= 0 and args.correction_sigma < float("inf")):
+            raise LatentSRError(f"--correction-sigma must be a non-negative number of mm, got {args.correction_sigma}")
+        updates["correction_sigma_mm"] = args.correction_sigma
+    if args.correction_gain is not None:
+        if not abs(args.correction_gain) < float("inf"):
+            raise LatentSRError(f"--correction-gain must be a finite number, got {args.correction_gain}")
+        updates["correction_gain"] = args.correction_gain
+    if not updates:
+        raise LatentSRError("nothing to set: give --correction-sigma and/or --correction-gain")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise LatentSRError(f"{out} exists (use --overwrite to replace it)")
+    source, _ = registry.resolve(args.weights, args.kind)
+    if out.resolve() == source.resolve():
+        raise LatentSRError("--out must be another file than the weights it copies")
+    registry.copy_with_meta(args.weights, out, args.kind, **updates)
+    print(f"{out}: {args.weights} with " + ", ".join(f"{k} = {v:g}" for k, v in updates.items()))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     report = run_demo(args.input, args.out, methods=args.methods.split(",") if args.methods else None,
@@ -193,6 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     md = commands.add_parser("models", help="list bundled models and check their sha256")
     md.set_defaults(run=_models)
+
+    so = commands.add_parser("set-correction",
+                             help="copy learned weights with the correction smoothing/gain chosen on validation "
+                                  "(benchmarks/correction_grid.py)")
+    so.add_argument("weights", help="bundled model name or weights file")
+    so.add_argument("--kind", choices=("ae", "contrastive"), default="ae", help="the weights' method (default ae)")
+    so.add_argument("--correction-sigma", type=float, metavar="MM", help="in-plane Gaussian sigma of the correction")
+    so.add_argument("--correction-gain", type=float, help="factor on the correction (1 keeps it, 0 gives linear)")
+    so.add_argument("--out", required=True, help="weights file to write")
+    so.add_argument("--overwrite", action="store_true")
+    so.set_defaults(run=_set_correction)
 
     demo = commands.add_parser("demo", help="super-resolve a built-in synthetic cine (or INPUT) with every method")
     demo.add_argument("input", nargs="?", help="an image file (default: the built-in beating-heart phantom)")

@@ -137,14 +137,30 @@ def _frames(path: Path) -> list[tuple[str, Volume]]:
     return [(f"{name}_t{t:02d}", volume.with_array(volume.array[t:t + 1])) for t in range(volume.n_frames)]
 
 
-def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_every: int = 2,
-                    device: str = "auto", weights: dict[str, str] | None = None,
-                    ae_correction_sigma_mm: float | None = None, ae_correction_gain: float | None = None
-                    ) -> list[Row]:
-    """Run the protocol on one 3D volume (one frame); returns one row per scored slice and method.
+@dataclasses.dataclass
+class ProtocolCase:
+    """One volume prepared for the protocol: the normalised truth (slices first), the kept slices as
+    a volume in the input's geometry, the slice axis, and the indices of the slices to score."""
 
-    ``ae_correction_sigma_mm``, ``ae_correction_gain``: the AE's :class:`LatentSRLib.pipeline.Run`
-    options (None: what the weights record).
+    name: str
+    truth: np.ndarray
+    kept_volume: Volume
+    axis: int
+    scored: list[int]
+    keep_every: int
+
+    def score(self, method: str, recreated: np.ndarray) -> list[Row]:
+        """Rows for a method's output on ``kept_volume`` (its array, (T, Z, Y, X) with T = 1)."""
+        recreated = np.moveaxis(recreated[0], self.axis, 0)
+        rows = []
+        for j in self.scored:
+            ref, test = centre_crop(self.truth[j], CROP), centre_crop(recreated[j], CROP)
+            rows.append(Row(self.name, j, method, ssim(ref, test), psnr(ref, test), vif(ref, test)))
+        return rows
+
+
+def protocol_case(name: str, volume: Volume, keep_every: int = 2) -> ProtocolCase:
+    """Steps 1-2 of the protocol for one 3D volume (one frame).
 
     Raises:
         LatentSRError: fewer than K + 1 slices (no dropped slice lies between two kept ones).
@@ -163,16 +179,29 @@ def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_ever
     kept_volume = volume.with_array(np.moveaxis(kept, 0, axis)[None], tuple(spacing))
     # Dropped slices between the first and the last kept slice; later ones cannot be re-created.
     scored = [j for j in range((len(kept) - 1) * keep_every + 1) if j % keep_every]
+    return ProtocolCase(name, truth, kept_volume, axis, scored, keep_every)
+
+
+def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_every: int = 2,
+                    device: str = "auto", weights: dict[str, str] | None = None,
+                    ae_correction_sigma_mm: float | None = None, ae_correction_gain: float | None = None
+                    ) -> list[Row]:
+    """Run the protocol on one 3D volume (one frame); returns one row per scored slice and method.
+
+    ``ae_correction_sigma_mm``, ``ae_correction_gain``: the AE's :class:`LatentSRLib.pipeline.Run`
+    options (None: what the weights record).
+
+    Raises:
+        LatentSRError: fewer than K + 1 slices (no dropped slice lies between two kept ones).
+    """
+    case = protocol_case(name, volume, keep_every)
     rows = []
     for method in methods:
         run = pipeline.Run(device=device, weights=weights_for(method, weights),
                            ae_correction_sigma_mm=ae_correction_sigma_mm,
                            ae_correction_gain=ae_correction_gain)
-        result = pipeline.super_resolve(kept_volume, method, factor=keep_every, axis=axis, run=run)
-        recreated = np.moveaxis(result.array[0], axis, 0)
-        for j in scored:
-            ref, test = centre_crop(truth[j], CROP), centre_crop(recreated[j], CROP)
-            rows.append(Row(name, j, method, ssim(ref, test), psnr(ref, test), vif(ref, test)))
+        result = pipeline.super_resolve(case.kept_volume, method, factor=keep_every, axis=case.axis, run=run)
+        rows.extend(case.score(method, result.array))
     return rows
 
 

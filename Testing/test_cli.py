@@ -160,3 +160,31 @@ def test_train_contrastive_command_writes_loadable_weights(tmp_path, data_dir):
     assert code == 0
     content = registry.load(str(out), "contrastive")
     assert content["config"]["width"] == 8
+
+
+def test_set_correction_records_the_correction_options(tmp_path, small_file, capsys):
+    """The copy carries the options (and super-resolves as the same run options would); bad values and
+    overwriting are refused with one line."""
+    import torch
+    from LatentSRLib.models import registry
+    from LatentSRLib.models.autoencoder import LatentInterpolationAE
+    torch.manual_seed(0)
+    model = LatentInterpolationAE(base_width=4, bottleneck_width=8, latent_channels=4)
+    tiny = registry.save(tmp_path / "tiny.pt", "ae", model.config, model.state_dict(),
+                         {"pixel_size": 1.4, "mode": "corrected"})
+    out = tmp_path / "tuned.pt"
+    assert run_cli("set-correction", tiny, "--correction-sigma", "2", "--correction-gain", "0.5", "--out", out) == 0
+    meta = registry.load(out, "ae")["meta"]
+    assert (meta["correction_sigma_mm"], meta["correction_gain"], meta["mode"]) == (2.0, 0.5, "corrected")
+    recorded, explicit = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    assert run_cli("super-resolve", small_file, "-o", recorded, "--method", "ae", "--weights", out,
+                   "--factor", "2", "--quiet") == 0
+    assert run_cli("super-resolve", small_file, "-o", explicit, "--method", "ae", "--weights", tiny, "--factor", "2",
+                   "--ae-correction-sigma", "2", "--ae-correction-gain", "0.5", "--quiet") == 0
+    np.testing.assert_array_equal(read(recorded).array, read(explicit).array)
+    capsys.readouterr()
+    for args, message in [(["--correction-sigma", "-1"], "non-negative"), ([], "nothing to set"),
+                          (["--correction-gain", "1"], "exists"), (["--kind", "contrastive", "--correction-gain", "1",
+                                                                     "--overwrite"], "not for 'contrastive'")]:
+        assert run_cli("set-correction", tiny, "--out", out, *args) == 2
+        assert message in capsys.readouterr().err

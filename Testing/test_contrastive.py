@@ -214,3 +214,20 @@ def test_thinner_slices_than_their_spacing_blur_less():
     assert not torch.allclose(thick[0, 0, 5::5], image[0, 0, 5::5])
     # Default thickness is the spacing.
     torch.testing.assert_close(thick_slice_degrade(image, [5], [0], thicknesses=[5]), thick)
+
+
+def test_recorded_correction_smoothing_and_gain(tiny_weights):
+    """Weights recording a calibration return linear + gain * smooth(correction) (in-plane only), and
+    keep the acquired slices."""
+    from scipy import ndimage
+    array = np.random.default_rng(1).random((1, 4, 20, 24)).astype(np.float32)
+    spacing = (10.0, 1.4, 1.75)
+    calibrated = str(registry.copy_with_meta(tiny_weights, Path(tiny_weights).with_name("cal.pt"), "contrastive",
+                                             correction_sigma_mm=2.8, correction_gain=0.5))
+    raw = upsample(array, 2, spacing, Run(weights=tiny_weights, device="cpu"))
+    out = upsample(array, 2, spacing, Run(weights=calibrated, device="cpu"))
+    linear = linear_along_z(array[0], 2)[None]
+    expected = linear + 0.5 * ndimage.gaussian_filter(raw - linear, (0, 0, 2.8 / 1.4, 2.8 / 1.75), mode="nearest")
+    expected[:, ::2] = array
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert np.abs(raw - linear).max() > 1e-4  # the network is at work, so the test sees the calibration

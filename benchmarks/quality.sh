@@ -3,8 +3,9 @@
 #   1. ACDC: the six 5 mm patients (never trained on), every other slice dropped (10 mm gaps), factor 2;
 #   2. Colin27 brain (1 mm isotropic truth): every 5th slice kept (5 mm), factor 5.
 # Usage: bash benchmarks/quality.sh [METHODS] [OUT]     (default: every method, out/quality)
-# Weights other than the bundled ones: ACDC_AE_WEIGHTS / BRAIN_AE_WEIGHTS (ae, ae-latent) and
-# CONTRASTIVE_WEIGHTS, e.g. the brain run of the AE card adapted to the thick-slice input itself.
+# AE weights: ACDC_AE_WEIGHTS (default: the bundled default, ae-acdc) and BRAIN_AE_WEIGHTS (default:
+# ae-colin27, the bundled model adapted self-supervised to the thick-slice brain; ae.md, "Brain");
+# CONTRASTIVE_WEIGHTS for both (default: the bundled default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHODS=${1:-linear,bspline,lanczos,ae,contrastive}
@@ -16,6 +17,6 @@ for p in 035 075 081 082 084 085; do ACDC+=("$DATA/acdc_fullfov/patient$p"); don
 CO=(); [ -n "${CONTRASTIVE_WEIGHTS:-}" ] && CO=(--contrastive-weights "$CONTRASTIVE_WEIGHTS")
 AE=(); [ -n "${ACDC_AE_WEIGHTS:-}" ] && AE=(--ae-weights "$ACDC_AE_WEIGHTS")
 $LATENTSR evaluate "${ACDC[@]}" --methods "$METHODS" --out "$OUT/acdc_5mm" --quiet "${AE[@]}" "${CO[@]}"
-AE=(); [ -n "${BRAIN_AE_WEIGHTS:-}" ] && AE=(--ae-weights "$BRAIN_AE_WEIGHTS")
+AE=(--ae-weights "${BRAIN_AE_WEIGHTS:-ae-colin27}")
 $LATENTSR evaluate "$DATA/brain/colin27_t1_1mm.nii.gz" --methods "$METHODS" --keep-every 5 --out "$OUT/brain_5mm" \
     --quiet "${AE[@]}" "${CO[@]}"

@@ -14,8 +14,8 @@ truth-based scores of the real task.
     python benchmarks/reformat_validation.py out/brain_thick/colin27_thick5mm.nii.gz \
         --methods linear,bspline,lanczos,ae --keep-every 5 --ae-weights runs/ae_brain_rf0.5.pt --out out/val_brain
 
-With ``--grid SIGMAS GAINS`` it instead scores the AE for every correction smoothing (mm) and gain
-against linear interpolation and writes grid.md: how the AE's inference options are chosen.
+``benchmarks/correction_grid.py --reformat`` uses the same volumes to choose a learned method's
+correction smoothing and gain.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from LatentSRLib.evaluate import compare, check_methods, evaluate_volume, summarise  # noqa: E402
+from LatentSRLib.evaluate import check_methods, evaluate_volume, summarise  # noqa: E402
 from LatentSRLib.interpolate import upsample  # noqa: E402
 from LatentSRLib.volume import Volume, read  # noqa: E402
 
@@ -60,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contrastive-weights")
     parser.add_argument("--ae-correction-sigma", type=float, help="override the AE weights' correction smoothing (mm)")
     parser.add_argument("--ae-correction-gain", type=float, help="override the AE weights' correction gain")
-    parser.add_argument("--grid", nargs=2, metavar=("SIGMAS", "GAINS"),
-                        help="comma-separated correction smoothings (mm) and gains to score the AE with")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -69,9 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     methods = check_methods(args.methods.split(","), weights)
     scan = read(args.scan)
     volumes = {f"{Path(args.scan).name}[along {axis}]": along_inplane_axis(scan, axis) for axis in args.along}
-    if args.grid:
-        return grid(volumes, [float(v) for v in args.grid[0].split(",")], [float(v) for v in args.grid[1].split(",")],
-                    args, weights)
     rows = []
     for name, volume in volumes.items():
         rows.extend(evaluate_volume(name, volume, methods, args.keep_every, args.device, weights,
@@ -80,32 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     print(summary.markdown)
     return 0
 
-
-def grid(volumes: dict[str, Volume], sigmas: list[float], gains: list[float], args, weights: dict) -> int:
-    """Score linear once and the AE per (smoothing, gain); write and print grid.md."""
-    def rows_for(methods, sigma=None, gain=None):
-        return [row for name, volume in volumes.items()
-                for row in evaluate_volume(name, volume, methods, args.keep_every, args.device, weights, sigma, gain)]
-
-    linear = rows_for(["linear"])
-    lines = ["| sigma (mm) | gain | SSIM mean | median diff | p | PSNR mean | median diff | p |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|",
-             f"| linear | | {np.mean([r.ssim for r in linear]):.4f} | | | "
-             f"{np.mean([r.psnr for r in linear if np.isfinite(r.psnr)]):.3f} | | |"]
-    for sigma in sigmas:
-        for gain in gains:
-            rows = linear + rows_for(["ae"], sigma, gain)
-            s, p = (compare(rows, "ae", "linear", metric) for metric in ("ssim", "psnr"))
-            ae = [r for r in rows if r.method == "ae"]
-            lines.append(f"| {sigma:g} | {gain:g} | {np.mean([r.ssim for r in ae]):.4f} | {s.median_difference:+.4f} | "
-                         f"{s.p:.2g} | {np.mean([r.psnr for r in ae if np.isfinite(r.psnr)]):.3f} | "
-                         f"{p.median_difference:+.3f} | {p.p:.2g} |")
-            print(lines[-1], flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

@@ -122,6 +122,17 @@ def load(weights: str | os.PathLike | None, kind: str) -> dict[str, Any]:
     return content
 
 
+def copy_with_meta(source: str | os.PathLike | None, target: str | os.PathLike, kind: str, **updates: Any) -> Path:
+    """Write ``source``'s weights to ``target`` with ``updates`` merged into the metadata.
+
+    Used to record inference options chosen on validation after training (e.g. the autoencoder's
+    correction smoothing and gain); the tensors are copied unchanged (float16 stays float16).
+    """
+    content = load(source, kind)
+    meta = {**content.get("meta", {}), **updates}
+    return save(target, kind, content["config"], content["state_dict"], meta)
+
+
 def register(name: str, file: str | os.PathLike, kind: str, description: str, default: bool = False) -> dict:
     """Add or update a bundled model in the manifest, recording its sha256 (run after training).
 

@@ -9,12 +9,9 @@ For factor k, the slices between acquired slices n and n+1 at a = 1/k, ..., (k-1
   changes relative to linear interpolation (moving edges rather than cross-fading them). With a
   perfect autoencoder both modes are the same.
 
-In corrected mode the correction can be smoothed in-plane with a Gaussian of ``correction_sigma_mm``
-and scaled by ``correction_gain`` (both recorded in the weights, overridable with
-``run.ae_correction_sigma_mm`` / ``run.ae_correction_gain``): a shrunken, smoothed estimate of a
-noisy correction. The correction comes from a 16-channel latent at 1/16 of the image size, so its
-finest detail is decoder noise rather than anatomy; both are chosen on validation after training
-(``benchmarks/reformat_validation.py --grid`` for a static scan; model card ae.md, "Brain").
+In corrected mode the correction can be smoothed and scaled (:mod:`.correction`; recorded in the
+weights, overridable with ``run.ae_correction_sigma_mm`` / ``run.ae_correction_gain``). It comes from a
+16-channel latent at 1/16 of the image size, so its finest detail is decoder noise rather than anatomy.
 
 The mode is recorded in the weights (``meta["mode"]``) and can be overridden with ``run.mode``. All
 slices of all frames are encoded once, in batches of ``run.batch_slices`` (the memory bound), and
@@ -27,13 +24,13 @@ import functools
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.nn import functional as F
 
 from .. import LatentSRError
 from ..models import registry
 from ..models.autoencoder import LatentInterpolationAE, crop_to, pad_to_multiple
 from ..training.common import pick_device
+from .correction import adjust_correction, correction_options
 
 #: Relative in-plane spacing difference below which no resampling to the model's pixel size is done.
 PIXEL_SIZE_TOLERANCE = 0.01
@@ -99,16 +96,8 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple[float, float, fl
     if mode not in MODES:
         raise LatentSRError(f"unknown autoencoder mode '{mode}' (choose from {', '.join(MODES)})")
     corrected = mode == "corrected"
-    sigma_mm = getattr(run, "ae_correction_sigma_mm", None)
-    sigma_mm = float(meta.get("correction_sigma_mm", 0.0) if sigma_mm is None else sigma_mm)
-    if not np.isfinite(sigma_mm) or sigma_mm < 0:
-        raise LatentSRError(f"the correction smoothing must be a non-negative number of mm, got {sigma_mm}")
-    gain = getattr(run, "ae_correction_gain", None)
-    gain = float(meta.get("correction_gain", 1.0) if gain is None else gain)
-    if not np.isfinite(gain):
-        raise LatentSRError(f"the correction gain must be a finite number, got {gain}")
-    # In-plane sigma in pixels of the input grid (the correction is added there).
-    sigma_px = (sigma_mm / spacing_zyx[1], sigma_mm / spacing_zyx[2]) if corrected and sigma_mm > 0 else None
+    sigma_mm, gain = correction_options(meta, getattr(run, "ae_correction_sigma_mm", None),
+                                        getattr(run, "ae_correction_gain", None))
     frames, n_slices, height, width = array.shape
     grid = model_grid((height, width), spacing_zyx[1:], meta.get("pixel_size"))
     batch = max(1, int(run.batch_slices))
@@ -171,10 +160,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple[float, float, fl
             decoded = decoded[:, 0].float().cpu().numpy()
             for (frame, index, n0, alpha), image in zip(chunk, decoded):
                 if corrected:  # add the correction to linear interpolation on the input's own grid
-                    if sigma_px is not None:
-                        image = ndimage.gaussian_filter(image, sigma_px, mode="nearest")
-                    if gain != 1.0:
-                        image = gain * image
+                    image = adjust_correction(image, spacing_zyx[1:], sigma_mm, gain)
                     image = image + (1 - alpha) * array[frame, n0] + alpha * array[frame, min(n0 + 1, n_slices - 1)]
                 out[frame, index] = image
             done += 1
