@@ -284,22 +284,6 @@ def test_time_stacks_hold_each_slice_over_time(tmp_path):
     assert load_time_stacks([str(_training_data(tmp_path / "d3", n=1))], progress=False) == []
 
 
-def test_training_with_temporal_triplets(tmp_path):
-    data = _training_data(tmp_path / "data")
-    _cine_file(data)
-    out = tmp_path / "ae.pt"
-    config = AETrainingConfig(data=[str(data)], out=str(out), validation_data=[str(_training_data(tmp_path / "v", 1))],
-                              epochs=2, steps_per_epoch=3,
-                              batch_size=4, patch_size=32, base_width=4, bottleneck_width=8, latent_channels=4,
-                              interp_weight=1.0, interp_target="corrected", temporal_fraction=0.5,
-                              validation_count=4, device="cpu", progress=False)
-    train(config)
-    assert registry.load(str(out), "ae")["meta"]["training"]["temporal_fraction"] == 0.5
-    with pytest.raises(LatentSRError, match="4D cines"):
-        train(AETrainingConfig(**{**config.__dict__, "data": [str(_training_data(tmp_path / "d3"))],
-                                  "out": str(tmp_path / "x.pt")}))
-
-
 def test_reformat_stacks_are_through_plane_planes_along_the_inplane_axes(tmp_path):
     from LatentSRLib.interpolate import upsample
     from LatentSRLib.training.data import in_model_space, load_reformat_stacks
@@ -320,15 +304,24 @@ def test_reformat_stacks_are_through_plane_planes_along_the_inplane_axes(tmp_pat
     assert 0 < step < np.abs(dense[6] - dense[0]).mean()
 
 
-def test_training_with_reformat_triplets(tmp_path):
+@pytest.mark.parametrize("source", ["temporal_fraction", "reformat_fraction"])
+def test_training_with_small_change_triplets(tmp_path, source):
+    """Triplets over time (4D cines) or from through-plane reformats (static scans) join the batches."""
     data = _training_data(tmp_path / "data")
+    _cine_file(data)
     out = tmp_path / "ae.pt"
-    config = AETrainingConfig(data=[str(data)], out=str(out), validation_patients=1, epochs=1, steps_per_epoch=2,
+    config = AETrainingConfig(data=[str(data)], out=str(out), validation_data=[str(_training_data(tmp_path / "v", 1))],
+                              epochs=2, steps_per_epoch=3,
                               batch_size=4, patch_size=32, base_width=4, bottleneck_width=8, latent_channels=4,
-                              interp_weight=1.0, interp_target="corrected", reformat_fraction=0.5,
-                              validation_count=4, device="cpu", progress=False)
+                              interp_weight=1.0, interp_target="corrected", validation_count=4, device="cpu",
+                              progress=False, **{source: 0.5})
     train(config)
-    assert registry.load(str(out), "ae")["meta"]["training"]["reformat_fraction"] == 0.5
-    with pytest.raises(LatentSRError, match="add up to more than 1"):
-        train(AETrainingConfig(**{**config.__dict__, "reformat_fraction": 0.8, "temporal_fraction": 0.5,
-                                  "out": str(tmp_path / "x.pt")}))
+    assert registry.load(str(out), "ae")["meta"]["training"][source] == 0.5
+    if source == "temporal_fraction":
+        with pytest.raises(LatentSRError, match="4D cines"):
+            train(AETrainingConfig(**{**config.__dict__, "data": [str(_training_data(tmp_path / "d3"))],
+                                      "out": str(tmp_path / "x.pt")}))
+    else:
+        with pytest.raises(LatentSRError, match="add up to more than 1"):
+            train(AETrainingConfig(**{**config.__dict__, "reformat_fraction": 0.8, "temporal_fraction": 0.5,
+                                      "out": str(tmp_path / "x.pt")}))

@@ -163,20 +163,21 @@ def train(config: AETrainingConfig) -> Path:
             raise LatentSRError(f"--init {config.init_weights} has architecture {content['config']}, "
                                 f"not {model.config}")
         model.load_state_dict(content["state_dict"])
-    time_stacks: list = []
-    if config.temporal_fraction > 0 and config.interp_weight > 0:
-        held = {patient_of(v) for v in validation_volumes}
-        time_stacks = [s for s in load_time_stacks(config.data, config.pixel_size, progress=False)
-                       if patient_of(s) not in held]
-        if not time_stacks:
-            raise LatentSRError("--temporal-fraction needs 4D cines (3 or more frames) among --data")
-    reformat_stacks: list = []
-    if config.reformat_fraction > 0 and config.interp_weight > 0:
-        held = {patient_of(v) for v in validation_volumes}
-        reformat_stacks = [s for s in load_reformat_stacks(config.data, config.pixel_size, progress=False)
-                           if patient_of(s) not in held]
-        if not reformat_stacks:
-            raise LatentSRError("--reformat-fraction found no scans to reformat among --data")
+    # Small-change triplet sources (training patients only): cines over time, static scans' reformats.
+    held = {patient_of(v) for v in validation_volumes}
+
+    def small_change_stacks(fraction: float, loader, problem: str) -> list:
+        if fraction <= 0 or config.interp_weight <= 0:
+            return []
+        stacks = [s for s in loader(config.data, config.pixel_size, progress=False) if patient_of(s) not in held]
+        if not stacks:
+            raise LatentSRError(problem)
+        return stacks
+
+    time_stacks = small_change_stacks(config.temporal_fraction, load_time_stacks,
+                                      "--temporal-fraction needs 4D cines (3 or more frames) among --data")
+    reformat_stacks = small_change_stacks(config.reformat_fraction, load_reformat_stacks,
+                                          "--reformat-fraction found no scans to reformat among --data")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history: list[dict] = []
     start_epoch, best, elapsed_before = 0, math.inf, 0.0
