@@ -123,6 +123,19 @@ def _set_correction(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapt(args: argparse.Namespace) -> int:
+    from .training.adapt import AdaptConfig, adapt
+    result = adapt(AdaptConfig(scan=args.scan, out=args.out, init=args.init, max_minutes=args.max_minutes,
+                               seed=args.seed, device=args.device, progress=not args.quiet))
+    print(result.table)
+    verdict = ("beats linear interpolation in SSIM and PSNR on this scan's in-plane protocol" if result.beats_linear
+               else "WARNING: no setting beat linear interpolation in both SSIM and PSNR on this scan; "
+                    "prefer --method linear for it")
+    print(f"{result.weights}: correction smoothing {result.chosen.sigma_mm:g} mm, gain {result.chosen.gain:g}; "
+          f"{verdict}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     report = run_demo(args.input, args.out, methods=args.methods.split(",") if args.methods else None,
@@ -217,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     md = commands.add_parser("models", help="list bundled models and check their sha256")
     md.set_defaults(run=_models)
+
+    ad = commands.add_parser("adapt", help="adapt the autoencoder to one static thick-slice scan (self-supervised) "
+                                           "and calibrate its correction on that scan")
+    ad.add_argument("scan", help="a 3D anisotropic image file")
+    ad.add_argument("--out", required=True, help="weights file to write (use with super-resolve --weights)")
+    ad.add_argument("--init", help="weights to start from (default: the bundled default autoencoder)")
+    ad.add_argument("--max-minutes", type=float, default=40.0, help="training time (default 40)")
+    ad.add_argument("--seed", type=int, default=0)
+    ad.add_argument("--device", default="auto")
+    ad.add_argument("--quiet", action="store_true")
+    ad.set_defaults(run=_adapt)
 
     so = commands.add_parser("set-correction",
                              help="copy learned weights with the correction smoothing/gain chosen on validation "

@@ -1,15 +1,11 @@
 """Self-supervised validation on a static anisotropic scan: the drop-slice protocol along in-plane axes.
 
-A thick-slice scan has no truth between its slices, but its in-plane axes are finely sampled. This
-script interpolates the scan along its slice axis to the in-plane pixel size (linear), turns an
-in-plane axis (x or y) into the slice axis, keeps every K-th of those planes (K x the pixel size
-apart) and re-creates the others at factor K, scoring them against the planes that were dropped
-(SSIM, PSNR, VIF on the centre 128x128 crop, one-sided Wilcoxon; LatentSRLib.evaluate).
-
-It selects models for a static 3D scan without its truth: the gaps are those of the real task
-(K pixels, e.g. 5 mm for the Colin27 brain at 5 mm slices) and the anatomy is the scan's own. The
-images are blurred along the former slice axis, so the numbers rank methods; they are not the
-truth-based scores of the real task.
+Every method of ``latentsr evaluate`` on the volumes of LatentSRLib.calibrate.reformat_cases: the
+scan interpolated along z, an in-plane axis made the slice axis, every K-th plane kept and the others
+re-created and scored (SSIM, PSNR, VIF on the centre 128x128 crop, one-sided Wilcoxon). It selects
+models for a static 3D scan without its truth: the gaps are those of the real task (K pixels, e.g.
+5 mm for the Colin27 brain at 5 mm slices) and the anatomy is the scan's own; the images are blurred
+along the former slice axis, so the numbers rank methods rather than score them.
 
     python benchmarks/reformat_validation.py out/brain_thick/colin27_thick5mm.nii.gz \
         --methods linear,bspline,lanczos,ae --keep-every 5 --ae-weights runs/ae_brain_rf0.5.pt --out out/val_brain
@@ -24,30 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from LatentSRLib.calibrate import along_inplane_axis  # noqa: E402
 from LatentSRLib.evaluate import check_methods, evaluate_volume, summarise  # noqa: E402
-from LatentSRLib.interpolate import upsample  # noqa: E402
-from LatentSRLib.volume import Volume, read  # noqa: E402
-
-
-def along_inplane_axis(volume: Volume, axis: str) -> Volume:
-    """The scan, linearly interpolated along z to about its in-plane pixel size, with ``axis`` (x or y)
-    as the new slice axis (array axis 1). Geometry is simplified (identity direction, zero origin):
-    only the spacings matter to the protocol."""
-    sx, sy, sz = volume.spacing
-    factor = max(1, int(round(sz / min(sx, sy))))
-    dense = upsample(volume.array[0], factor, "linear", axis=0)  # (Z', Y, X)
-    sz_dense = sz / factor
-    if axis == "x":  # slices are planes of constant x: (X, Z', Y); in-plane axes y (columns), z' (rows)
-        array, spacing = dense.transpose(2, 0, 1), (sy, sz_dense, sx)
-    elif axis == "y":  # (Y, Z', X)
-        array, spacing = dense.transpose(1, 0, 2), (sx, sz_dense, sy)
-    else:
-        raise ValueError(f"axis must be x or y, not {axis!r}")
-    return Volume(np.ascontiguousarray(array)[None], spacing)
+from LatentSRLib.volume import read  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
