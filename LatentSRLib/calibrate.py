@@ -83,15 +83,18 @@ def correction_grid(cases: Sequence[ProtocolCase], method: str, weights: str | N
     """(linear's row, one row per (sigma, gain)): see the module docstring.
 
     Raises:
-        LatentSRError: a case whose slice axis is not z, or contrastive weights that already record a
-            calibration (the AE's is switched off through its run options).
+        LatentSRError: a case whose slice axis is not z, AE weights not in corrected mode, or
+            contrastive weights that already record a calibration (the AE's is switched off through
+            its run options).
     """
     from .models import registry
 
-    if method == "contrastive":
-        meta = registry.load(weights, method).get("meta", {})
-        if meta.get("correction_sigma_mm", 0) != 0 or meta.get("correction_gain", 1) != 1:
-            raise LatentSRError(f"{weights} already records a correction calibration: give the uncalibrated weights")
+    meta = registry.load(weights, method).get("meta", {})
+    if method == "ae" and meta.get("mode", "latent") != "corrected":
+        raise LatentSRError(f"{weights} decodes in '{meta.get('mode', 'latent')}' mode: only the corrected mode "
+                            "has a correction to calibrate")
+    if method == "contrastive" and (meta.get("correction_sigma_mm", 0) != 0 or meta.get("correction_gain", 1) != 1):
+        raise LatentSRError(f"{weights} already records a correction calibration: give the uncalibrated weights")
     linear_rows, outputs = [], []
     for i, case in enumerate(cases):
         if case.axis != 0:

@@ -101,15 +101,10 @@ def _models(args: argparse.Namespace) -> int:
 
 def _set_correction(args: argparse.Namespace) -> int:
     from .models import registry
-    updates = {}
-    if args.correction_sigma is not None:
-        if not (args.correction_sigma >= 0 and args.correction_sigma < float("inf")):
-            raise LatentSRError(f"--correction-sigma must be a non-negative number of mm, got {args.correction_sigma}")
-        updates["correction_sigma_mm"] = args.correction_sigma
-    if args.correction_gain is not None:
-        if not abs(args.correction_gain) < float("inf"):
-            raise LatentSRError(f"--correction-gain must be a finite number, got {args.correction_gain}")
-        updates["correction_gain"] = args.correction_gain
+    from .synthesize.correction import correction_options
+    correction_options({}, args.correction_sigma, args.correction_gain)  # checks the values
+    updates = {key: value for key, value in (("correction_sigma_mm", args.correction_sigma),
+                                             ("correction_gain", args.correction_gain)) if value is not None}
     if not updates:
         raise LatentSRError("nothing to set: give --correction-sigma and/or --correction-gain")
     out = Path(args.out)

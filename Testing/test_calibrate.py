@@ -72,6 +72,11 @@ def test_grid_gain_zero_is_linear_and_rows_match_the_pipeline(tiny_ae):
         direct += case.score("ae", super_resolve(case.kept_volume, "ae", factor=case.keep_every, run=run).array)
     assert np.mean([r.ssim for r in direct]) == pytest.approx(by[(2.0, 0.5)].ssim, abs=1e-4)
     assert by[(2.0, 0.5)].ssim != pytest.approx(linear.ssim, abs=1e-6)  # the network is at work
+    content = registry.load(str(tiny_ae), "ae")
+    latent = registry.save(tiny_ae.parent / "latent.pt", "ae", content["config"], content["state_dict"],
+                           {**content["meta"], "mode": "latent"})
+    with pytest.raises(LatentSRError, match="only the corrected mode"):
+        correction_grid(cases, "ae", str(latent), [0.0], [1.0])
 
 
 def test_adapt_writes_calibrated_weights(tmp_path, tiny_ae, capsys):
