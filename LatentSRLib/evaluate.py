@@ -231,7 +231,8 @@ def compare(rows: list[Row], method: str, baseline: str, metric: str) -> Compari
 
 
 def comparisons(rows: list[Row], methods: Sequence[str]) -> list[Comparison]:
-    """Each learned method against each conventional baseline, for each metric.
+    """Each learned method against each conventional baseline, for each metric; then each learned
+    method against each learned method listed before it (e.g. contrastive > ae).
 
     Without a learned method, linear (else the first method) against the other conventional ones,
     so that the table shows the baselines' own ordering.
@@ -241,7 +242,9 @@ def comparisons(rows: list[Row], methods: Sequence[str]) -> list[Comparison]:
     if not learned:
         challenger = "linear" if "linear" in methods else methods[0]
         learned, baselines = [challenger], [m for m in baselines if m != challenger]
-    return [compare(rows, m, b, metric) for m in learned for b in baselines for metric in METRICS]
+    pairs = [(m, b) for m in learned for b in baselines]
+    pairs += [(m, earlier) for i, m in enumerate(learned) for earlier in learned[:i]]
+    return [compare(rows, m, b, metric) for m, b in pairs for metric in METRICS]
 
 
 def _label(method: str) -> str:

@@ -231,3 +231,19 @@ def test_recorded_correction_smoothing_and_gain(tiny_weights):
     expected[:, ::2] = array
     np.testing.assert_allclose(out, expected, atol=1e-5)
     assert np.abs(raw - linear).max() > 1e-4  # the network is at work, so the test sees the calibration
+
+
+def test_brain_calibrated_bundle_is_the_default_network_with_its_correction_halved():
+    """contrastive-colin27 holds contrastive-acdc's tensors plus a calibration (1 mm, gain 0.5)."""
+    manifest = registry.manifest()
+    if "contrastive-colin27" not in manifest or "contrastive-acdc" not in manifest:
+        pytest.skip("brain-calibrated contrastive weights not bundled")
+    brain, cardiac = registry.load("contrastive-colin27", "contrastive"), registry.load("contrastive-acdc", "contrastive")
+    assert all(torch.equal(brain["state_dict"][k], v) for k, v in cardiac["state_dict"].items())
+    assert (brain["meta"]["correction_sigma_mm"], brain["meta"]["correction_gain"]) == (1.0, 0.5)
+    volume = real_crop(32)
+    outputs = [super_resolve(volume, "contrastive", factor=2, device="cpu", weights=name).array
+               for name in ("contrastive-acdc", "contrastive-colin27")]
+    linear = super_resolve(volume, "linear", factor=2).array
+    # Halving (and smoothing) the correction brings the new slices closer to linear interpolation.
+    assert 0 < np.abs(outputs[1] - linear).mean() < np.abs(outputs[0] - linear).mean()

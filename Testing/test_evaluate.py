@@ -150,3 +150,19 @@ def test_acdc_5mm_baselines_ordering(tmp_path):
     assert mean["linear"] > mean["bspline"] > mean["lanczos"]
     assert 0.4 < mean["linear"] < 0.6
     assert 15 < summary.stats["linear"]["psnr"].mean < 25
+
+
+def test_learned_methods_are_also_compared_with_each_other(tmp_path):
+    from LatentSRLib.evaluate import Row
+    rng = np.random.default_rng(6)
+    rows = []
+    for j in range(10):
+        base = rng.random(3)
+        for method, shift in (("linear", 0.0), ("ae", 0.05), ("contrastive", 0.1)):
+            rows.append(Row("v", j, method, *(base + shift + rng.normal(0, 0.01, 3))))
+    summary = summarise(rows, ["linear", "ae", "contrastive"], tmp_path)
+    pairs = [(c.method, c.baseline) for c in summary.comparisons if c.metric == "ssim"]
+    assert pairs == [("ae", "linear"), ("contrastive", "linear"), ("contrastive", "ae")]
+    later = next(c for c in summary.comparisons if (c.method, c.baseline, c.metric) == ("contrastive", "ae", "psnr"))
+    assert later.median_difference > 0 and later.p < 0.01
+    assert "Contrastive > AE" in (tmp_path / "summary.md").read_text()

@@ -5,7 +5,8 @@
 # Usage: bash benchmarks/quality.sh [METHODS] [OUT]     (default: every method, out/quality)
 # AE weights: ACDC_AE_WEIGHTS (default: the bundled default, ae-acdc) and BRAIN_AE_WEIGHTS (default:
 # ae-colin27, the bundled model adapted self-supervised to the thick-slice brain; ae.md, "Brain");
-# CONTRASTIVE_WEIGHTS for both (default: the bundled default).
+# CONTRASTIVE_WEIGHTS (default: the bundled default, contrastive-acdc) and BRAIN_CONTRASTIVE_WEIGHTS
+# (default: contrastive-colin27, the same network with its correction calibrated on the thick-slice brain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHODS=${1:-linear,bspline,lanczos,ae,contrastive}
@@ -18,5 +19,6 @@ CO=(); [ -n "${CONTRASTIVE_WEIGHTS:-}" ] && CO=(--contrastive-weights "$CONTRAST
 AE=(); [ -n "${ACDC_AE_WEIGHTS:-}" ] && AE=(--ae-weights "$ACDC_AE_WEIGHTS")
 $LATENTSR evaluate "${ACDC[@]}" --methods "$METHODS" --out "$OUT/acdc_5mm" --quiet "${AE[@]}" "${CO[@]}"
 AE=(--ae-weights "${BRAIN_AE_WEIGHTS:-ae-colin27}")
+CO=(--contrastive-weights "${BRAIN_CONTRASTIVE_WEIGHTS:-contrastive-colin27}")
 $LATENTSR evaluate "$DATA/brain/colin27_t1_1mm.nii.gz" --methods "$METHODS" --keep-every 5 --out "$OUT/brain_5mm" \
     --quiet "${AE[@]}" "${CO[@]}"
