@@ -22,7 +22,7 @@ import numpy as np
 
 from . import LatentSRError, pipeline
 from .evaluate import ProtocolCase, compare, protocol_case
-from .interpolate import upsample
+from .interpolate import through_plane_planes
 from .synthesize.correction import adjust_correction
 from .volume import Volume
 
@@ -31,17 +31,14 @@ def along_inplane_axis(volume: Volume, axis: str) -> Volume:
     """The scan (first frame), linearly interpolated along z to about its in-plane pixel size, with
     ``axis`` ("x" or "y") as the new slice axis. Geometry is simplified (identity direction, zero
     origin): only the spacings matter to the protocol."""
+    if axis not in ("x", "y"):
+        raise LatentSRError(f"axis must be x or y, not {axis!r}")
     sx, sy, sz = volume.spacing
     factor = max(1, int(round(sz / min(sx, sy))))
-    dense = upsample(volume.array[0], factor, "linear", axis=0)  # (Z', Y, X)
-    sz_dense = sz / factor
-    if axis == "x":  # planes of constant x: (X, Z', Y)
-        array, spacing = dense.transpose(2, 0, 1), (sy, sz_dense, sx)
-    elif axis == "y":  # planes of constant y: (Y, Z', X)
-        array, spacing = dense.transpose(1, 0, 2), (sx, sz_dense, sy)
-    else:
-        raise LatentSRError(f"axis must be x or y, not {axis!r}")
-    return Volume(np.ascontiguousarray(array)[None], spacing)
+    planes = through_plane_planes(volume.array[0], factor)[axis]
+    # In-plane (column, row) spacings of the planes, then the new slice spacing.
+    spacing = (sy, sz / factor, sx) if axis == "x" else (sx, sz / factor, sy)
+    return Volume(np.ascontiguousarray(planes)[None], spacing)
 
 
 def reformat_keep_every(volume: Volume) -> int:

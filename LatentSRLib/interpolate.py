@@ -179,6 +179,13 @@ def upsample(array: np.ndarray, factor: int, method: str, axis: int = 1) -> np.n
     return np.ascontiguousarray(np.moveaxis(out, 0, axis))
 
 
+def through_plane_planes(slices: np.ndarray, factor: int) -> dict[str, np.ndarray]:
+    """(Z, Y, X) linearly interpolated along Z by ``factor`` and cut into planes along the in-plane
+    axes: {"x": planes of constant x, (X, Z', Y); "y": planes of constant y, (Y, Z', X)} (views)."""
+    dense = upsample(slices, factor, "linear", axis=0)
+    return {"x": dense.transpose(2, 0, 1), "y": dense.transpose(1, 0, 2)}
+
+
 def _upsample_frames(array: np.ndarray, factor: int, method: str, run) -> np.ndarray:
     """The pipeline contract over frames: (T, Z, Y, X) -> (T, (Z - 1) * factor + 1, Y, X) float32."""
     array = np.asarray(array, dtype=np.float32)

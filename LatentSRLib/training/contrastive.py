@@ -9,9 +9,9 @@ flow and the discriminators. See :mod:`LatentSRLib.models.contrastive` for the l
 Validation (no isotropic truth exists): held-out patients' in-plane HR patches degraded the known
 way -- average rows over the slice thickness, keep every k-th row, re-interpolate linearly (the
 reformat of a thick-slice scan), with k the training scans' own factor and the middle of the
-training thickness range, so validation scores the degradation the model is trained for -- scored by L1 and PSNR of the SR output against the HR patch, next to the same
-numbers for the degraded input itself (= linear interpolation), so the log shows whether the model
-beats interpolation.
+training thickness range, so validation scores the degradation the model is trained for -- scored
+by L1 and PSNR of the SR output against the HR patch, next to the same numbers for the degraded
+input itself (= linear interpolation), so the log shows whether the model beats interpolation.
 """
 
 from __future__ import annotations

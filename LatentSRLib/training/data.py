@@ -113,7 +113,7 @@ def load_reformat_stacks(paths: Sequence[str | os.PathLike], pixel_size: float =
     are to a cine. Blur along the former slice axis is the price; the autoencoder's random
     90-degree rotations put it in either image direction. Acquired data only.
     """
-    from ..interpolate import upsample
+    from ..interpolate import through_plane_planes
 
     stacks: list[TrainingVolume] = []
     for file in tqdm(training_files(paths, exclude_test), desc="loading reformats", unit="file", disable=not progress):
@@ -125,8 +125,8 @@ def load_reformat_stacks(paths: Sequence[str | os.PathLike], pixel_size: float =
             np.linspace(0, volume.n_frames - 1, min(max_frames, volume.n_frames)).round().astype(int)
         scaled = in_model_space(volume.with_array(volume.array[list(frames)]), pixel_size)
         for t in range(scaled.shape[0]):
-            dense = upsample(scaled[t], factor, "linear", axis=0)  # (Z', Y, X), Z' spacing ~ pixel_size
-            for axis_name, planes in (("x", dense.transpose(2, 0, 1)), ("y", dense.transpose(1, 0, 2))):
+            # Z' spacing ~ pixel_size
+            for axis_name, planes in through_plane_planes(scaled[t], factor).items():
                 for stride in strides:
                     for start in range(stride):
                         stack = planes[start::stride]
