@@ -22,6 +22,7 @@ import numpy as np
 
 from . import LatentSRError, pipeline
 from .evaluate import ProtocolCase, compare, protocol_case
+from .intensity import clip_to_input_range
 from .interpolate import through_plane_planes
 from .synthesize.correction import adjust_correction
 from .volume import Volume
@@ -96,7 +97,8 @@ def correction_grid(cases: Sequence[ProtocolCase], method: str, weights: str | N
     for i, case in enumerate(cases):
         if case.axis != 0:
             raise LatentSRError(f"{case.name}: the slice axis must be the last image axis (z)")
-        run = pipeline.Run(device=device, weights=weights, ae_correction_sigma_mm=0.0, ae_correction_gain=1.0)
+        # The raw correction (unclipped); each grid setting is clipped as the pipeline clips its output.
+        run = pipeline.Run(device=device, weights=weights, correction_sigma_mm=0.0, correction_gain=1.0, clip=False)
         learned = pipeline.super_resolve(case.kept_volume, method, factor=case.keep_every, run=run).array
         linear = pipeline.super_resolve(case.kept_volume, "linear", factor=case.keep_every).array
         linear_rows += case.score("linear", linear)
@@ -108,7 +110,8 @@ def correction_grid(cases: Sequence[ProtocolCase], method: str, weights: str | N
     for sigma in sigmas:
         for gain in gains:
             scored = [row for case, linear, correction, spacing_yx in outputs
-                      for row in case.score("calibrated", linear + adjust_correction(correction, spacing_yx, sigma, gain))]
+                      for row in case.score("calibrated", clip_to_input_range(
+                          linear + adjust_correction(correction, spacing_yx, sigma, gain), case.kept_volume.array))]
             s, p = (compare(linear_rows + scored, "calibrated", "linear", metric) for metric in ("ssim", "psnr"))
             rows.append(GridRow(sigma, gain, _mean_finite(r.ssim for r in scored), s.median_difference, s.p,
                                 _mean_finite(r.psnr for r in scored), p.median_difference, p.p))

@@ -1,4 +1,4 @@
-"""The papers' drop-slice evaluation protocol (Sander et al.), tables, statistics and box plots.
+"""The papers' drop-slice evaluation protocol (Sander et al.): what is scored, and how.
 
 For every volume (each frame of a 4D file is a volume of its own):
 
@@ -9,91 +9,61 @@ For every volume (each frame of a 4D file is a volume of its own):
 4. score each re-created slice against the dropped original on the centre 128 x 128 crop with
    SSIM, PSNR and VIF (:mod:`LatentSRLib.metrics`).
 
-Only dropped slices that lie between two kept slices can be re-created; dropped slices after the
-last kept one (when the slice count is not 1 modulo K) are not scored.
+Which slices are scored (the same ones for every metric and method):
 
-Writes ``metrics.csv`` (``volume,slice,method,ssim,psnr,vif``), ``summary.md`` (per-method
-statistics and one-sided Wilcoxon signed-rank tests) and ``boxplots.png``.
+- only dropped slices between two kept slices (those after the last kept one cannot be re-created);
+- **content rule**: only slices with content, i.e. where at least 5 % (:data:`MIN_FOREGROUND`) of the
+  hidden slice's scored region (the centre crop) is above 0.05 (:data:`FOREGROUND_LEVEL`) in
+  normalised intensity. An empty slice (air above the head, beyond the apex) has SSIM near 1 and
+  PSNR near infinity for any method, which says nothing about the method and inflates means; such
+  slices are counted as excluded in summary.md.
+- PSNR is capped at 60 dB (:data:`PSNR_CAP`; an exact re-creation has infinite PSNR), so no mean is
+  infinite; metrics.csv holds the capped values.
+
+Writes ``metrics.csv`` (``volume,slice,method,ssim,psnr,vif``), ``summary.md`` (volumes, weights with
+sha256, per-method statistics and one-sided Wilcoxon signed-rank tests), ``boxplots.png`` and
+``comparison.png`` (the through-plane view of the first volume: the hidden slices' truth, each
+method's re-creation and its difference to the truth). Statistics and files: :mod:`.report` and
+:mod:`.figures`.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import math
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from . import LatentSRError, pipeline
+from . import LatentSRError, figures, pipeline
 from .intensity import PercentileScaling
 from .metrics import centre_crop, psnr, ssim, vif
+from .report import (CSV_COLUMNS, METRIC_LABELS, METRICS, Comparison, MethodStats, Row, Summary,  # noqa: F401
+                     baseline_of, compare, comparisons, label, markdown, method_stats, weights_used, write_csv)
 from .volume import Volume, find_images, read, slice_axis, volume_name
 
-METRICS = ("ssim", "psnr", "vif")
-METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "vif": "VIF"}
-CSV_COLUMNS = ("volume", "slice", "method", *METRICS)
 CROP = 128
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """Scores of one re-created slice: ``slice`` indexes the original (full) volume."""
-
-    volume: str
-    slice: int
-    method: str
-    ssim: float
-    psnr: float
-    vif: float
-
-
-@dataclasses.dataclass(frozen=True)
-class MethodStats:
-    """n, mean, sample sd (ddof=1) and median of one metric of one method (NaNs left out)."""
-
-    n: int
-    mean: float
-    sd: float
-    median: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """One-sided paired Wilcoxon signed-rank test that ``method`` scores higher than ``baseline``."""
-
-    method: str
-    baseline: str
-    metric: str
-    n: int
-    median_difference: float
-    statistic: float
-    p: float
-
-
-@dataclasses.dataclass
-class Summary:
-    """What :func:`evaluate` measured and wrote; ``markdown`` is the content of summary.md."""
-
-    rows: list[Row]
-    stats: dict[str, dict[str, MethodStats]]
-    comparisons: list[Comparison]
-    volumes: list[str]
-    skipped: list[str]
-    keep_every: int
-    markdown: str
-    out_dir: Path
-    csv_path: Path
-    summary_path: Path
-    plot_path: Path
+#: Content rule: a hidden slice is scored only if at least MIN_FOREGROUND of its centre crop is above
+#: FOREGROUND_LEVEL (normalised intensity).
+FOREGROUND_LEVEL = 0.05
+MIN_FOREGROUND = 0.05
+#: PSNR above this (dB) is recorded as this: identical slices have infinite PSNR.
+PSNR_CAP = 60.0
+CONTENT_RULE = (f"a hidden slice is scored only if at least {MIN_FOREGROUND:.0%} of its centre crop is above "
+                f"{FOREGROUND_LEVEL:g} in normalised intensity; PSNR is capped at {PSNR_CAP:g} dB.")
 
 
 def weights_for(method: str, weights: dict[str, str] | None) -> str | None:
     """The weights given for a method, or for the model it shares them with (ae-latent uses ae's)."""
     weights = weights or {}
     return weights.get(method) or weights.get(pipeline.WEIGHTS_KIND.get(method, method))
+
+
+def canonical(method: str) -> str:
+    """The registered spelling of a method name ("AE" -> "ae"); unknown names are returned as given."""
+    lowered = str(method).strip().lower()
+    return lowered if lowered in pipeline.METHODS else str(method).strip()
 
 
 def check_methods(methods: Sequence[str], weights: dict[str, str] | None = None) -> list[str]:
@@ -103,7 +73,7 @@ def check_methods(methods: Sequence[str], weights: dict[str, str] | None = None)
         LatentSRError: an unknown method, one whose implementation cannot be imported, weights
             given for an unknown method, or a learned method whose weights cannot be found.
     """
-    methods = list(dict.fromkeys(methods))
+    methods = list(dict.fromkeys(canonical(m) for m in methods))
     if not methods:
         raise LatentSRError("no methods to evaluate")
     for name in weights or {}:
@@ -114,7 +84,7 @@ def check_methods(methods: Sequence[str], weights: dict[str, str] | None = None)
             pipeline.method_function(method)
         except ImportError as error:
             raise LatentSRError(f"method '{method}' is not available in this installation ({error})") from None
-        if method in pipeline.CONVENTIONAL:
+        if method not in pipeline.WEIGHTS_KIND:
             continue
         # A learned method: find its weights now rather than after hours of the other methods.
         # (Imported here: the registry imports torch, which the conventional methods never need.)
@@ -137,10 +107,16 @@ def _frames(path: Path) -> list[tuple[str, Volume]]:
     return [(f"{name}_t{t:02d}", volume.with_array(volume.array[t:t + 1])) for t in range(volume.n_frames)]
 
 
+def has_content(hidden: np.ndarray, crop: int = CROP) -> bool:
+    """The content rule on one hidden slice (normalised): enough of its centre crop is foreground."""
+    return float(np.mean(centre_crop(hidden, crop) > FOREGROUND_LEVEL)) >= MIN_FOREGROUND
+
+
 @dataclasses.dataclass
 class ProtocolCase:
     """One volume prepared for the protocol: the normalised truth (slices first), the kept slices as
-    a volume in the input's geometry, the slice axis, and the indices of the slices to score."""
+    a volume in the input's geometry, the slice axis, the indices of the slices to score and of those
+    the content rule excluded."""
 
     name: str
     truth: np.ndarray
@@ -148,6 +124,7 @@ class ProtocolCase:
     axis: int
     scored: list[int]
     keep_every: int
+    excluded: list[int] = dataclasses.field(default_factory=list)
 
     def score(self, method: str, recreated: np.ndarray) -> list[Row]:
         """Rows for a method's output on ``kept_volume`` (its array, (T, Z, Y, X) with T = 1)."""
@@ -155,12 +132,27 @@ class ProtocolCase:
         rows = []
         for j in self.scored:
             ref, test = centre_crop(self.truth[j], CROP), centre_crop(recreated[j], CROP)
-            rows.append(Row(self.name, j, method, ssim(ref, test), psnr(ref, test), vif(ref, test)))
+            rows.append(Row(self.name, j, method, ssim(ref, test), min(psnr(ref, test), PSNR_CAP), vif(ref, test)))
         return rows
 
+    def spacing(self) -> tuple[float, float, float]:
+        """mm between the truth's slices, rows and columns (its array order)."""
+        zyx = np.array(self.kept_volume.spacing[::-1])
+        zyx[self.axis] /= self.keep_every
+        return tuple(float(s) for s in zyx[[self.axis] + [i for i in range(3) if i != self.axis]])
 
-def protocol_case(name: str, volume: Volume, keep_every: int = 2) -> ProtocolCase:
-    """Steps 1-2 of the protocol for one 3D volume (one frame).
+    def letters(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """Orientation letters of the comparison figure's columns and slice axes."""
+        columns = [i for i in range(3) if i != self.axis][1]
+        direction = self.kept_volume.direction
+        return (figures.orientation_letters(direction, 2 - columns),
+                figures.orientation_letters(direction, 2 - self.axis))
+
+
+def protocol_case(name: str, volume: Volume, keep_every: int = 2, content_rule: bool = False) -> ProtocolCase:
+    """Steps 1-2 of the protocol for one 3D volume (one frame); with ``content_rule``, hidden slices
+    without content are excluded (module docstring). :func:`evaluate` and the demo apply the rule;
+    it is off by default for the per-scan workflows (calibration, check) that build cases themselves.
 
     Raises:
         LatentSRError: fewer than K + 1 slices (no dropped slice lies between two kept ones).
@@ -178,161 +170,115 @@ def protocol_case(name: str, volume: Volume, keep_every: int = 2) -> ProtocolCas
     spacing[2 - axis] *= keep_every
     kept_volume = volume.with_array(np.moveaxis(kept, 0, axis)[None], tuple(spacing))
     # Dropped slices between the first and the last kept slice; later ones cannot be re-created.
-    scored = [j for j in range((len(kept) - 1) * keep_every + 1) if j % keep_every]
-    return ProtocolCase(name, truth, kept_volume, axis, scored, keep_every)
+    hidden = [j for j in range((len(kept) - 1) * keep_every + 1) if j % keep_every]
+    scored = [j for j in hidden if not content_rule or has_content(truth[j])]
+    excluded = [j for j in hidden if j not in scored]
+    return ProtocolCase(name, truth, kept_volume, axis, scored, keep_every, excluded)
 
 
 def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_every: int = 2,
                     device: str = "auto", weights: dict[str, str] | None = None,
-                    ae_correction_sigma_mm: float | None = None, ae_correction_gain: float | None = None
+                    correction_sigma_mm: float | None = None, correction_gain: float | None = None,
+                    *, case: ProtocolCase | None = None, outputs: dict[str, np.ndarray] | None = None
                     ) -> list[Row]:
     """Run the protocol on one 3D volume (one frame); returns one row per scored slice and method.
 
-    ``ae_correction_sigma_mm``, ``ae_correction_gain``: the AE's :class:`LatentSRLib.pipeline.Run`
-    options (None: what the weights record).
+    ``correction_sigma_mm``, ``correction_gain``: the learned methods' correction options
+    (:class:`LatentSRLib.pipeline.Run`; None: what the weights record). ``case``: the prepared case
+    (default :func:`protocol_case`); ``outputs``: if given, filled with each method's re-created
+    volume (slices first, normalised), for :func:`case_figure`.
 
     Raises:
         LatentSRError: fewer than K + 1 slices (no dropped slice lies between two kept ones).
     """
-    case = protocol_case(name, volume, keep_every)
+    case = case or protocol_case(name, volume, keep_every, content_rule=True)
     rows = []
     for method in methods:
         run = pipeline.Run(device=device, weights=weights_for(method, weights),
-                           ae_correction_sigma_mm=ae_correction_sigma_mm,
-                           ae_correction_gain=ae_correction_gain)
-        result = pipeline.super_resolve(case.kept_volume, method, factor=keep_every, axis=case.axis, run=run)
+                           correction_sigma_mm=correction_sigma_mm, correction_gain=correction_gain)
+        result = pipeline.super_resolve(case.kept_volume, method, factor=case.keep_every, axis=case.axis, run=run)
         rows.extend(case.score(method, result.array))
+        if outputs is not None:
+            outputs[method] = np.moveaxis(result.array[0], case.axis, 0)
     return rows
 
 
-def _stats(values: np.ndarray) -> MethodStats:
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return MethodStats(0, math.nan, math.nan, math.nan)
-    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-    return MethodStats(len(values), float(np.mean(values)), sd, float(np.median(values)))
+def scores_text(rows: Sequence[Row], method: str) -> str:
+    """Mean SSIM and PSNR of a method's rows, for a figure title."""
+    mine = [r for r in rows if r.method == method and r.finite()]
+    if not mine:
+        return "no scored slice"
+    return f"SSIM {np.mean([r.ssim for r in mine]):.3f}, PSNR {np.mean([r.psnr for r in mine]):.1f} dB"
 
 
-def compare(rows: list[Row], method: str, baseline: str, metric: str) -> Comparison:
-    """Paired per (volume, slice): H1 = the method's score is higher than the baseline's."""
-    from scipy.stats import wilcoxon
-
-    mine = {(r.volume, r.slice): getattr(r, metric) for r in rows if r.method == method}
-    theirs = {(r.volume, r.slice): getattr(r, metric) for r in rows if r.method == baseline}
-    keys = [k for k in mine if k in theirs and np.isfinite(mine[k]) and np.isfinite(theirs[k])]
-    a = np.array([mine[k] for k in keys])
-    b = np.array([theirs[k] for k in keys])
-    difference = a - b
-    median = float(np.median(difference)) if len(keys) else math.nan
-    if len(keys) == 0 or not np.any(difference != 0):
-        return Comparison(method, baseline, metric, len(keys), median, math.nan, math.nan)
-    test = wilcoxon(a, b, alternative="greater")
-    return Comparison(method, baseline, metric, len(keys), median, float(test.statistic), float(test.pvalue))
+def case_figure(case: ProtocolCase, outputs: dict[str, np.ndarray], rows: Sequence[Row], path: str | Path,
+                title: str = "") -> Path:
+    """comparison.png for one protocol case: the truth with the hidden slices, each method's re-creation
+    and its difference to the truth, with the case's scores."""
+    labelled = {label(m): out for m, out in outputs.items()}
+    scores = {label(m): scores_text([r for r in rows if r.volume == case.name], m) for m in outputs}
+    return figures.comparison_figure(case.truth, labelled, case.spacing(), path, keep_every=case.keep_every,
+                             scores=scores, title=title, letters=case.letters(), crop=CROP)
 
 
-def comparisons(rows: list[Row], methods: Sequence[str]) -> list[Comparison]:
-    """Each learned method against each conventional baseline, for each metric; then each learned
-    method against each learned method listed before it (e.g. contrastive > ae).
+@dataclasses.dataclass
+class FileResult:
+    """What :func:`evaluate_file` measured on one file."""
 
-    Without a learned method, linear (else the first method) against the other conventional ones,
-    so that the table shows the baselines' own ordering.
-    """
-    learned = [m for m in methods if m not in pipeline.CONVENTIONAL]
-    baselines = [m for m in methods if m in pipeline.CONVENTIONAL]
-    if not learned:
-        challenger = "linear" if "linear" in methods else methods[0]
-        learned, baselines = [challenger], [m for m in baselines if m != challenger]
-    pairs = [(m, b) for m in learned for b in baselines]
-    pairs += [(m, earlier) for i, m in enumerate(learned) for earlier in learned[:i]]
-    return [compare(rows, m, b, metric) for m, b in pairs for metric in METRICS]
+    rows: list[Row]
+    volumes: list[str]
+    skipped: list[str]
+    excluded: int
+    figure: Path | None = None
 
 
-def _label(method: str) -> str:
-    return pipeline.LABELS.get(method, method)
+def evaluate_file(path: str | os.PathLike, methods: Sequence[str], keep_every: int = 2, device: str = "auto",
+                  weights: dict[str, str] | None = None, correction_sigma_mm: float | None = None,
+                  correction_gain: float | None = None, figure: str | os.PathLike | None = None,
+                  dataset: str = "") -> FileResult:
+    """The protocol on every frame of one file; with ``figure``, comparison.png of its first volume."""
+    result = FileResult([], [], [], 0)
+    for name, volume in _frames(Path(path)):
+        if volume.array.shape[1 + slice_axis(volume)] < keep_every + 1:
+            result.skipped.append(name)
+            continue
+        case = protocol_case(name, volume, keep_every, content_rule=True)
+        outputs: dict[str, np.ndarray] | None = {} if figure is not None and result.figure is None else None
+        rows = evaluate_volume(name, volume, methods, keep_every, device, weights, correction_sigma_mm,
+                               correction_gain, case=case, outputs=outputs)
+        if outputs:
+            result.figure = case_figure(case, outputs, rows, figure,
+                                        f"{dataset + ': ' if dataset and dataset != name else ''}{name}, hidden slices re-created")
+        result.rows.extend(rows)
+        result.volumes.append(name)
+        result.excluded += len(case.excluded)
+    return result
 
 
-def _p(p: float) -> str:
-    if not np.isfinite(p):
-        return "n/a"
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def markdown(summary_stats: dict[str, dict[str, MethodStats]], tests: list[Comparison], volumes: list[str],
-             skipped: list[str], keep_every: int, n_rows: int) -> str:
-    """summary.md: the protocol in one paragraph, a statistics table and a Wilcoxon table."""
-    lines = [
-        "# Drop-slice evaluation",
-        "",
-        f"{len(volumes)} volumes; each normalised to [0, 1] by its 1st/99th percentiles (clipped), slices "
-        f"0, {keep_every}, {2 * keep_every}, ... kept, the dropped slices between kept ones "
-        f"re-created at factor {keep_every} and scored on the centre {CROP}x{CROP} crop "
-        "(SSIM Gaussian sigma 1.5, PSNR and VIFp with data range 1).",
-        "",
-    ]
-    if skipped:
-        lines += [f"Skipped (too few slices): {', '.join(skipped)}.", ""]
-    header = "| method | n |" + "".join(f" {METRIC_LABELS[m]} mean | sd | median |" for m in METRICS)
-    lines += [header, "|---|---:|" + "---:|---:|---:|" * len(METRICS)]
-    for method, by_metric in summary_stats.items():
-        n = by_metric["ssim"].n
-        cells = "".join(f" {s.mean:.4f} | {s.sd:.4f} | {s.median:.4f} |"
-                        for s in (by_metric[m] for m in METRICS))
-        lines.append(f"| {_label(method)} | {n} |{cells}")
-    lines += ["", "One-sided Wilcoxon signed-rank tests, paired per slice (H1: the first method scores higher):", "",
-              "| comparison | metric | n | median difference | p |", "|---|---|---:|---:|---:|"]
-    for c in tests:
-        lines.append(f"| {_label(c.method)} > {_label(c.baseline)} | {METRIC_LABELS[c.metric]} | {c.n} | "
-                     f"{c.median_difference:+.4f} | {_p(c.p)} |")
-    if not tests:
-        lines.append("| (a single method: nothing to compare) | | | | |")
-    lines += ["", f"{n_rows} rows in metrics.csv.", ""]
-    return "\n".join(lines)
-
-
-def write_csv(rows: list[Row], path: Path) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for r in rows:
-            writer.writerow([r.volume, r.slice, r.method, *(f"{getattr(r, m):.6g}" for m in METRICS)])
-    return path
-
-
-def boxplots(rows: list[Row], methods: Sequence[str], path: Path) -> Path:
-    """One panel per metric, one box per method (matplotlib's Agg canvas: no GUI, no pyplot state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4 * len(METRICS), 4), layout="constrained")
-    FigureCanvasAgg(figure)
-    for i, metric in enumerate(METRICS):
-        axes = figure.add_subplot(1, len(METRICS), i + 1)
-        data = [np.array([getattr(r, metric) for r in rows if r.method == m], dtype=float) for m in methods]
-        data = [d[np.isfinite(d)] for d in data]
-        axes.boxplot(data, showmeans=True)
-        axes.set_xticks(range(1, len(methods) + 1), [_label(m) for m in methods])
-        axes.set_title(METRIC_LABELS[metric])
-        axes.grid(axis="y", alpha=0.3)
-    figure.savefig(path, dpi=120)
-    return path
+def dataset_name(paths: Sequence[str | os.PathLike]) -> str:
+    """A short name for the data: the folder or file name, or the first one and a count."""
+    names = [volume_name(p) if Path(p).is_file() else Path(p).resolve().name for p in paths]
+    return names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
 
 
 def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir: str | os.PathLike,
              keep_every: int = 2, device: str = "auto", weights: dict[str, str] | None = None,
-             progress: bool = True, ae_correction_sigma_mm: float | None = None,
-             ae_correction_gain: float | None = None) -> Summary:
-    """Run the drop-slice protocol on files or folders and write metrics.csv, summary.md, boxplots.png.
+             progress: bool = True, correction_sigma_mm: float | None = None,
+             correction_gain: float | None = None, dataset: str | None = None) -> Summary:
+    """Run the drop-slice protocol on files or folders and write metrics.csv, summary.md, boxplots.png
+    and comparison.png (the first volume).
 
     Args:
         paths: image files and folders (searched recursively; ``_gt``/``-label`` masks are skipped).
         methods: names from :data:`LatentSRLib.pipeline.METHODS`, e.g. ("linear", "bspline", "ae").
-        out_dir: created if missing; the three files are overwritten.
+        out_dir: created if missing; the files are overwritten.
         keep_every: K: keep slices 0, K, 2K, ... and re-create the others at factor K.
         device: for learned methods ("auto", "cpu", "cuda", ...).
         weights: per learned method, a bundled model name or a weights file (default: bundled).
         progress: show a tqdm bar over files.
-        ae_correction_sigma_mm, ae_correction_gain: overrides of the AE weights' correction
+        correction_sigma_mm, correction_gain: overrides of the learned weights' correction
             smoothing and gain (None: theirs).
+        dataset: the name in titles (default from ``paths``).
 
     Returns:
         A :class:`Summary`; its ``markdown`` is summary.md (the CLI prints it).
@@ -350,41 +296,52 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
         raise LatentSRError(f"no images found in {', '.join(map(str, paths))}")
     from tqdm import tqdm
 
-    rows: list[Row] = []
-    volumes: list[str] = []
-    skipped: list[str] = []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = dataset or dataset_name(paths)
+    total = FileResult([], [], [], 0)
     for path in tqdm(files, desc="evaluate", unit="file", disable=not progress):
-        for name, volume in _frames(path):
-            if volume.array.shape[1 + slice_axis(volume)] < keep_every + 1:
-                skipped.append(name)
-                continue
-            rows.extend(evaluate_volume(name, volume, methods, keep_every, device, weights, ae_correction_sigma_mm,
-                                        ae_correction_gain))
-            volumes.append(name)
-    if not rows:
-        raise LatentSRError(f"no volume has the {keep_every + 1} slices needed to drop and re-create one")
-    return summarise(rows, methods, out_dir, keep_every=keep_every, volumes=volumes, skipped=skipped)
+        part = evaluate_file(path, methods, keep_every, device, weights, correction_sigma_mm, correction_gain,
+                             figure=out / "comparison.png" if total.figure is None else None, dataset=dataset)
+        total.rows += part.rows
+        total.volumes += part.volumes
+        total.skipped += part.skipped
+        total.excluded += part.excluded
+        total.figure = total.figure or part.figure
+    if not total.rows:
+        raise LatentSRError(f"no volume has the {keep_every + 1} slices needed to drop and re-create one"
+                            if not total.excluded else "no slice with content to score (all excluded by the content rule)")
+    summary = summarise(total.rows, methods, out, keep_every=keep_every, volumes=total.volumes,
+                        skipped=total.skipped, dataset=dataset, excluded=total.excluded, rule=CONTENT_RULE,
+                        weights=weights, crop=CROP)
+    summary.figure_path = total.figure
+    return summary
 
 
 def summarise(rows: Sequence[Row], methods: Sequence[str], out_dir: str | os.PathLike, keep_every: int = 2,
-              volumes: Sequence[str] | None = None, skipped: Sequence[str] = ()) -> Summary:
-    """Statistics, Wilcoxon tests and the three output files for rows of :func:`evaluate_volume`.
+              volumes: Sequence[str] | None = None, skipped: Sequence[str] = (), *, dataset: str = "",
+              excluded: int = 0, rule: str = "", weights: dict[str, str] | None = None,
+              crop: int = 128) -> Summary:
+    """Statistics, Wilcoxon tests and the output files for rows of the protocol.
 
     Writes ``out_dir``/metrics.csv, summary.md and boxplots.png (``out_dir`` is created).
-    ``volumes`` defaults to the volume names in ``rows``, in order.
+    ``volumes`` defaults to the volume names in ``rows``, in order; ``excluded`` (hidden slices left
+    out by ``rule``) is reported; ``weights`` as given to the methods (named with their sha256).
     """
     rows = list(rows)
     methods = list(dict.fromkeys(methods))
     volumes = list(volumes) if volumes is not None else list(dict.fromkeys(r.volume for r in rows))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stats = {m: {metric: _stats(np.array([getattr(r, metric) for r in rows if r.method == m], dtype=float))
-                 for metric in METRICS} for m in methods}
+    stats = {m: method_stats(rows, m) for m in methods}
     tests = comparisons(rows, methods)
-    text = markdown(stats, tests, volumes, list(skipped), keep_every, len(rows))
+    text = markdown(stats, tests, volumes, list(skipped), keep_every, len(rows), dataset=dataset,
+                    excluded=excluded, rule=rule, weights=weights_used(methods, weights), crop=crop)
     csv_path = write_csv(rows, out_dir / "metrics.csv")
     summary_path = out_dir / "summary.md"
     summary_path.write_text(text)
-    plot_path = boxplots(rows, methods, out_dir / "boxplots.png")
+    n_volumes = len({r.volume for r in rows})
+    plot_path = figures.boxplots(rows, methods, out_dir / "boxplots.png", dataset=dataset or "drop-slice protocol",
+                         baseline=baseline_of(methods), n_volumes=n_volumes)
     return Summary(rows, stats, tests, volumes, list(skipped), keep_every, text, out_dir, csv_path,
-                   summary_path, plot_path)
+                   summary_path, plot_path, excluded)

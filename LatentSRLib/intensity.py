@@ -45,3 +45,22 @@ def normalise(array: np.ndarray, clip: bool = False) -> tuple[np.ndarray, Percen
     """Scale a volume by its 1st/99th percentiles; returns the scaled array and the map."""
     scaling = PercentileScaling.fit(array)
     return scaling.forward(array, clip=clip), scaling
+
+
+def clip_to_input_range(result_array: np.ndarray, input_array: np.ndarray) -> np.ndarray:
+    """``result_array`` clipped to the value range [min, max] of ``input_array`` (a new array, same dtype).
+
+    Interpolating kernels with negative lobes (B-spline, Lanczos) and learned corrections overshoot at
+    edges, e.g. below 0 on a scan whose minimum is 0; clipping removes values the scan cannot hold.
+    Acquired slices are unchanged by it (they lie within the range by definition).
+
+    Raises:
+        LatentSRError: the input has no finite value.
+    """
+    values = np.asarray(input_array)
+    finite = values[np.isfinite(values)] if not np.isfinite(values).all() else values
+    if finite.size == 0:
+        raise LatentSRError("cannot clip to the input's range: it has no finite value")
+    low, high = finite.min(), finite.max()
+    result = np.asarray(result_array)
+    return np.clip(result, low, high).astype(result.dtype, copy=False)

@@ -6,89 +6,36 @@ axis order and geometry. Every method, conventional or learned, implements the s
 
     upsample(array, factor, spacing_zyx, run) -> array with (Z - 1) * factor + 1 slices
 
-where ``array`` is (T, Z, Y, X) float32 in normalised units with Z the slice axis, and ``run`` is a
+where ``array`` is (T, Z, Y, X) float32 with Z the slice axis (see :mod:`.methods.base`), and ``run`` is a
 :class:`Run` carrying device, weights, progress and cancel.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Callable
 
 import numpy as np
 
-from . import LatentSRError
-from .intensity import PercentileScaling
+from . import LatentSRError, memory, methods
+from .intensity import PercentileScaling, clip_to_input_range
+from .methods import Cancelled, Method, Run  # noqa: F401  (the pipeline's public API)
 from .volume import Volume, slice_axis, validate
 
-#: Methods by name -> "module:function" implementing the upsample contract (imported on first use,
-#: so the conventional methods never import torch).
-METHODS: dict[str, str] = {
-    "linear": "LatentSRLib.interpolate:upsample_linear",
-    "bspline": "LatentSRLib.interpolate:upsample_bspline",
-    "lanczos": "LatentSRLib.interpolate:upsample_lanczos",
-    "ae": "LatentSRLib.synthesize.autoencoder:upsample",
-    "ae-latent": "LatentSRLib.synthesize.autoencoder:upsample_latent",
-    "contrastive": "LatentSRLib.synthesize.contrastive:upsample",
-}
-CONVENTIONAL = ("linear", "bspline", "lanczos")
-LEARNED = ("ae", "ae-latent", "contrastive")
+# Views of the method registry (:mod:`LatentSRLib.methods`) by name, for callers that list methods.
+#: Methods by name.
+METHODS: dict[str, Method] = {method.name: method for method in methods.REGISTRY}
+CONVENTIONAL = tuple(m.name for m in methods.REGISTRY if not m.learned)
+LEARNED = tuple(m.name for m in methods.REGISTRY if m.learned)
 #: Which weights (registry kind) each learned method loads.
-WEIGHTS_KIND = {"ae": "ae", "ae-latent": "ae", "contrastive": "contrastive"}
+WEIGHTS_KIND = {m.name: m.weights_kind for m in methods.REGISTRY if m.weights_kind}
 #: Readable names, for tables, figures and Slicer node names.
-LABELS = {"linear": "Linear", "bspline": "B-spline", "lanczos": "Lanczos", "ae": "AE",
-          "ae-latent": "AE (latent only)", "contrastive": "Contrastive"}
-
-
-class Cancelled(LatentSRError):
-    """The user cancelled; nothing was produced."""
-
-
-@dataclasses.dataclass
-class Run:
-    """Options and callbacks of one super-resolution run.
-
-    Attributes:
-        device: "auto", "cpu", "cuda", "cuda:N" or "mps" (learned methods only).
-        weights: a bundled model name or a weights file (learned methods; None: the default).
-        progress: called with the fraction done in [0, 1].
-        cancel: polled between units of work; when it returns True, :class:`Cancelled` is raised.
-        keep_original: keep acquired slices bit-for-bit (else learned methods may replace them with
-            their reconstruction).
-        batch_slices: most slices a learned method feeds the network at once (bounds memory).
-        mode: autoencoder inference mode, "latent" or "corrected" (None: what the weights record).
-        ae_correction_sigma_mm: Gaussian smoothing (sigma, mm, in-plane) of the autoencoder's
-            correction to linear interpolation in corrected mode; 0 none (None: what the weights
-            record, else 0).
-        ae_correction_gain: factor applied to that (smoothed) correction; 1 keeps it, 0 gives
-            linear interpolation (None: what the weights record, else 1).
-    """
-
-    device: str = "auto"
-    weights: str | None = None
-    progress: Callable[[float], None] | None = None
-    cancel: Callable[[], bool] | None = None
-    keep_original: bool = True
-    batch_slices: int = 16
-    mode: str | None = None
-    ae_correction_sigma_mm: float | None = None
-    ae_correction_gain: float | None = None
-
-    def check(self) -> None:
-        if self.cancel is not None and self.cancel():
-            raise Cancelled("cancelled by the user")
-
-    def report(self, fraction: float) -> None:
-        if self.progress is not None:
-            self.progress(min(max(float(fraction), 0.0), 1.0))
+LABELS = {m.name: m.label for m in methods.REGISTRY}
 
 
 def method_function(method: str) -> Callable[[np.ndarray, int, tuple, Run], np.ndarray]:
-    if method not in METHODS:
-        raise LatentSRError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
-    module, name = METHODS[method].split(":")
-    return getattr(importlib.import_module(module), name)
+    """The ``upsample`` of the method called ``method`` (case-insensitive)."""
+    return methods.get(method).upsample
 
 
 def choose_factor(volume: Volume, factor: int | None = None, spacing: float | None = None,
@@ -109,8 +56,8 @@ def choose_factor(volume: Volume, factor: int | None = None, spacing: float | No
             raise LatentSRError(f"the factor must be an integer of at least 1, got {factor}")
         return int(factor)
     if spacing is not None:
-        if not spacing > 0:
-            raise LatentSRError(f"the target spacing must be positive, got {spacing}")
+        if not (0 < spacing < np.inf and through / spacing < np.inf):  # NaN, inf and 1e-320 too
+            raise LatentSRError(f"the target spacing must be a positive, finite number of mm, got {spacing}")
         return max(1, int(round(through / spacing)))
     inplane = min(s for i, s in enumerate(spacing_zyx) if i != axis)
     return max(1, int(round(through / inplane)))
@@ -144,12 +91,14 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
         LatentSRError: unusable input or options; :class:`Cancelled` if ``run.cancel`` fired.
     """
     run = run or Run(**options)
-    upsample = method_function(method)
+    run.confidence = None
+    chosen = methods.get(method)
     axis = slice_axis(volume) if axis is None else axis
     if axis not in (0, 1, 2):
         raise LatentSRError(f"the slice axis must be 0 (Z), 1 (Y) or 2 (X), got {axis}")
     validate(volume, axis=axis)
     factor = choose_factor(volume, factor, spacing, axis)
+    memory.check_output_fits(volume.array.shape, factor, axis, learned=chosen.learned, batch_slices=run.batch_slices)
     out_spacing = output_geometry(volume, factor, axis)
     if factor == 1:
         run.report(1.0)
@@ -158,16 +107,22 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
     # Learned models work on percentile-normalised intensities. Conventional methods run in the input's
     # own units: ITK's Lanczos weights do not sum to one, so it is not shift-invariant, and results must
     # match SimpleITK on the user's data.
-    scaling = PercentileScaling(0.0, 1.0) if method in CONVENTIONAL else PercentileScaling.fit(volume.array)
+    scaling = PercentileScaling.fit(volume.array) if chosen.normalised else PercentileScaling(0.0, 1.0)
     # Slice axis to Z (array axis 1 of T, Z, Y, X); back afterwards.
     array = np.moveaxis(scaling.forward(volume.array), 1 + axis, 1)
     spacing_zyx = tuple(np.array(volume.spacing[::-1])[[axis] + [i for i in range(3) if i != axis]])
     run.report(0.0)
-    result = upsample(np.ascontiguousarray(array), factor, spacing_zyx, run)
+    result = chosen.upsample(np.ascontiguousarray(array), factor, spacing_zyx, run)
     expected = (array.shape[0], (array.shape[1] - 1) * factor + 1, *array.shape[2:])
     if result.shape != expected:
-        raise AssertionError(f"method {method} returned {result.shape}, expected {expected}")
+        raise AssertionError(f"method {chosen.name} returned {result.shape}, expected {expected}")
     result = np.moveaxis(scaling.inverse(result), 1, 1 + axis)
+    if run.confidence is not None:  # the method's trust map, on the output grid like the result
+        run.confidence = dataclasses.replace(volume.with_array(
+            np.ascontiguousarray(np.moveaxis(run.confidence, 1, 1 + axis), dtype=np.float32), out_spacing),
+            pixel_type=np.dtype(np.float32))  # a 0..1 map, whatever the input's pixel type
+    if run.clip if run.clip is not None else chosen.learned:
+        result = clip_to_input_range(result, volume.array)
     if run.keep_original:
         # Acquired slices are the input's own samples, bit for bit (no round trip through scaling).
         index = [slice(None)] * 4

@@ -3,26 +3,31 @@
 A :class:`Volume` is a float32 array shaped (T, Z, Y, X) plus the 3D geometry of one frame in ITK
 conventions (LPS, spacing/origin in mm, direction columns = axis directions). 3D images have T=1.
 Files are read and written with SimpleITK: NIfTI, NRRD, MHA/MHD and DICOM series; 4D files keep
-time as their last axis.
+time as their last axis. Reading refuses what cannot be read whole (:mod:`.readers`: truncated
+files, NaN/Inf samples, zero or NaN spacing); writing is exclusive and atomic (:mod:`.atomic`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from . import LatentSRError
+from . import LatentSRError, __version__, atomic, readers
 
 #: File name endings we can write (and read, along with DICOM folders).
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: Names of label maps that sit beside images in ACDC / CMRxMotion folders: not images to process.
 MASK_MARKERS = ("_gt.", "-label.", "_seg.", "_label.")
+#: NIfTI-1 stores sizes as 16-bit integers (and ITK writes NIfTI-1).
+NIFTI_MAX_SIZE = 32767
+#: Header key (NRRD, MetaImage) and NIfTI ``descrip`` prefix marking a file as a LatentSR output.
+OUTPUT_TAG = "LatentSR"
 
 # ACDC's NIfTI files carry an sform whose scales disagree with pixdim; ITK prints a warning for each
 # read. The geometry it uses (qform/pixdim) is the right one, so the warning is noise for our users.
@@ -104,8 +109,9 @@ def validate(volume: Volume, what: str = "input", axis: int | None = None) -> No
     if shape_zyx[axis] < 2:
         raise LatentSRError(f"{what} has a single slice (Z,Y,X shape {shape_zyx}): "
                             "through-plane super-resolution needs at least 2 slices")
-    if any(s <= 0 for s in volume.spacing):
-        raise LatentSRError(f"{what} has a non-positive voxel spacing {volume.spacing}")
+    if not all(math.isfinite(s) and s > 0 for s in volume.spacing):
+        raise LatentSRError(f"{what} has an unusable voxel spacing {volume.spacing}: "
+                            "every spacing must be a positive, finite number of mm")
     finite = np.isfinite(volume.array)
     if not finite.all():
         raise LatentSRError(f"{what} contains {int((~finite).sum())} NaN or infinite values")
@@ -118,10 +124,11 @@ def is_mask_file(path: str | os.PathLike) -> bool:
 
 
 def read(path: str | os.PathLike) -> Volume:
-    """Read a 3D or 4D image file, or a DICOM series from a folder.
+    """Read a 3D or 4D image file, or a DICOM series from a folder, whole.
 
     Raises:
-        LatentSRError: the path is missing, unreadable, not 3D/4D, or multi-component.
+        LatentSRError: the path is missing, unreadable, truncated, not 3D/4D, multi-component, has
+            NaN/Inf samples, or a zero, NaN or infinite voxel spacing.
     """
     path = Path(path)
     if not path.exists():
@@ -133,13 +140,27 @@ def read(path: str | os.PathLike) -> Volume:
             if not series:
                 raise LatentSRError(f"{path} is a folder without a DICOM series")
             reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            image = reader.Execute()
+            volume = from_sitk(reader.Execute(), source=str(path))
+        elif readers.is_nifti(path):
+            array, header = readers.read_nifti(path)
+            volume = _from_parts(array, header.GetDimension(), header.GetSpacing(), header.GetOrigin(),
+                                 header.GetDirection(), str(path))
         else:
-            image = sitk.ReadImage(str(path))
+            readers.check_header_spacing(path)
+            volume = from_sitk(sitk.ReadImage(str(path)), source=str(path))
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        if first.startswith("Reason:"):  # MetaIO's short-file message: the useful part went to stderr
+            first = f"truncated or damaged ({first})"
         raise LatentSRError(f"cannot read {path}: {first}") from None
-    return from_sitk(image, source=str(path))
+    except (OSError, ValueError) as error:
+        raise LatentSRError(f"cannot read {path}: {error}") from None
+    if not all(math.isfinite(s) and s > 0 for s in volume.spacing):
+        raise LatentSRError(f"{path} has an unusable voxel spacing {volume.spacing}")
+    bad = int(volume.array.size - np.count_nonzero(np.isfinite(volume.array)))
+    if bad:
+        raise LatentSRError(f"{path} contains {bad} NaN or infinite values")
+    return volume
 
 
 def from_sitk(image: sitk.Image, source: str = "image") -> Volume:
@@ -147,19 +168,24 @@ def from_sitk(image: sitk.Image, source: str = "image") -> Volume:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise LatentSRError(f"{source} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                             "a scalar (grey-level) image is needed")
-    dim = image.GetDimension()
-    array = sitk.GetArrayFromImage(image)
+    return _from_parts(sitk.GetArrayViewFromImage(image), image.GetDimension(), image.GetSpacing(),
+                       image.GetOrigin(), image.GetDirection(), source, image.GetSize())
+
+
+def _from_parts(array: np.ndarray, dim: int, spacing: Sequence[float], origin: Sequence[float],
+                direction: Sequence[float], source: str, size: Sequence[int] | None = None) -> Volume:
+    """A :class:`Volume` from samples in ITK's numpy order (..., z, y, x) and ITK geometry."""
     pixel_type = array.dtype
     if dim == 2:
-        raise LatentSRError(f"{source} is a 2D image ({image.GetSize()}): a 3D volume or 4D cine is needed")
+        raise LatentSRError(f"{source} is a 2D image ({tuple(size or array.shape[::-1])}): "
+                            "a 3D volume or 4D cine is needed")
     if dim == 3:
-        return Volume(array[None].astype(np.float32), image.GetSpacing(), image.GetOrigin(),
-                      np.array(image.GetDirection()).reshape(3, 3), pixel_type)
+        return Volume(array[None].astype(np.float32), spacing, origin, np.array(direction).reshape(3, 3),
+                      pixel_type)
     if dim == 4:
-        direction4 = np.array(image.GetDirection()).reshape(4, 4)
-        return Volume(array.astype(np.float32), image.GetSpacing()[:3], image.GetOrigin()[:3],
-                      direction4[:3, :3], pixel_type, time_spacing=image.GetSpacing()[3],
-                      time_origin=image.GetOrigin()[3], is_4d=True)
+        direction4 = np.array(direction).reshape(4, 4)
+        return Volume(array.astype(np.float32), spacing[:3], origin[:3], direction4[:3, :3], pixel_type,
+                      time_spacing=spacing[3], time_origin=origin[3], is_4d=True)
     raise LatentSRError(f"{source} has {dim} dimensions; 3D or 4D are supported")
 
 
@@ -204,14 +230,18 @@ def output_suffix(path: str | os.PathLike) -> str:
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = True,
-                 protect: Sequence[str | os.PathLike] = ()) -> Path:
-    """Check before any work that ``path`` can be written: known format, not an input, writable folder.
+                 protect: Sequence[str | os.PathLike] = (), shape: Sequence[int] | None = None) -> Path:
+    """Check before any work that ``path`` can be written: known format, not an input, writable folder,
+    and (given the output's (T, Z, Y, X) ``shape``) within the format's size limits.
 
     Raises:
         LatentSRError: naming the problem.
     """
     path = Path(path)
-    output_suffix(path)
+    suffix = output_suffix(path)
+    if shape is not None and suffix in (".nii", ".nii.gz") and max(shape) > NIFTI_MAX_SIZE:
+        raise LatentSRError(f"a {'x'.join(map(str, shape[:0:-1]))} output is too large for NIfTI, which holds "
+                            f"at most {NIFTI_MAX_SIZE} voxels along an axis: use a smaller factor or write .nrrd")
     for other in protect:
         if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
             raise LatentSRError(f"refusing to overwrite the input {path}: choose another output")
@@ -226,43 +256,66 @@ def check_output(path: str | os.PathLike, overwrite: bool = True,
 
 
 def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
-          protect: Sequence[str | os.PathLike] = ()) -> Path:
-    """Write a volume atomically: a temporary file beside the target, renamed when complete.
+          protect: Sequence[str | os.PathLike] = (), tag: str | None = None) -> Path:
+    """Write a volume exclusively and atomically (see :mod:`.atomic`).
+
+    Header and data are written into a staging folder ``.latentsr-*`` beside the target and renamed
+    into place when complete (the ``.nhdr`` / ``.mhd`` header last), so a reader never sees a
+    partial file; an interruption (error, Ctrl-C, SIGTERM) leaves nothing behind. Files get the
+    permissions ``open()`` would give them under the user's umask.
 
     Args:
-        overwrite: replace an existing output file.
+        overwrite: replace an existing output file. Without it, a file that appears under the
+            target's name during the write (e.g. another run's) is never replaced: an error instead.
         protect: input paths that must never be replaced (the CLI passes its inputs).
+        tag: mark the file as a LatentSR output (e.g. "ae x4"; NIfTI ``descrip``, a NRRD / MetaImage
+            header key): folder inputs (:func:`find_images`) skip tagged files.
 
     Raises:
-        LatentSRError: unknown format, the path is an input, or the folder is not writable.
+        LatentSRError: unknown format, the path is an input or exists (without ``overwrite``), the
+            folder is not writable, or the writer failed.
     """
     path = check_output(path, overwrite, protect)
     suffix = output_suffix(path)
-    folder = path.parent
     image = to_sitk(volume)
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=".latentsr-", suffix=suffix, dir=folder)
-    except OSError as error:
-        raise LatentSRError(f"output folder is not writable: {folder} ({error.strerror})") from None
-    os.close(handle)
-    try:
-        # .nhdr/.mhd write a separate data file named after the header: not atomic; write directly.
-        target = str(path) if suffix in (".nhdr", ".mhd") else temporary
-        sitk.WriteImage(image, target, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
-        if target == temporary:
-            os.replace(temporary, path)
-    except RuntimeError as error:
-        raise LatentSRError(f"cannot write {path}: {str(error).strip().splitlines()[-1]}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    if tag is not None:
+        text = f"{OUTPUT_TAG} {__version__}: {tag}"
+        image.SetMetaData("ITK_FileNotes" if suffix in (".nii", ".nii.gz") else OUTPUT_TAG, text[:79])
+    with atomic.staging(path) as staged:
+        try:
+            atomic.run_interruptibly(sitk.WriteImage, image, str(staged / path.name),
+                                     useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
+        except RuntimeError as error:
+            raise LatentSRError(f"cannot write {path}: {str(error).strip().splitlines()[-1]}") from None
+        try:
+            atomic.publish(staged, path.parent, path.name, overwrite)
+        except OSError as error:
+            raise LatentSRError(f"cannot write {path}: {error.strerror or error}") from None
     return path
+
+
+def is_output_file(path: str | os.PathLike) -> bool:
+    """True for a file :func:`write` tagged as a LatentSR output (its header says so)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False  # unreadable: let the reader report it
+    if reader.HasMetaDataKey(OUTPUT_TAG):
+        return True
+    for key in ("descrip", "ITK_FileNotes"):
+        if reader.HasMetaDataKey(key) and reader.GetMetaData(key).startswith(OUTPUT_TAG + " "):
+            return True
+    return False
 
 
 def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (recursively) into image files, skipping segmentation masks.
 
-    A folder holding DICOM files (and no other images) counts as one series.
+    In folders, LatentSR's own outputs (files :func:`write` tagged) and staging entries of
+    interrupted writes (``.latentsr-*``) are skipped too. A folder holding DICOM files (and no other
+    images) counts as one series.
     """
     found: list[Path] = []
     for entry in map(Path, paths):
@@ -272,11 +325,13 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
             found.append(entry)
             continue
         images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
+                        and not atomic.is_temporary(p, entry)
                         and any(p.name.lower().endswith(s) for s in WRITABLE_SUFFIXES))
+        images = [p for p in images if not is_output_file(p)]
         if images:
             found.extend(images)
-        elif any(p.suffix.lower() == ".dcm" for p in entry.rglob("*")):
-            found.extend(sorted({p.parent for p in entry.rglob("*.dcm")}))
+        elif any(p.suffix.lower() == ".dcm" for p in entry.rglob("*") if not atomic.is_temporary(p, entry)):
+            found.extend(sorted({p.parent for p in entry.rglob("*.dcm") if not atomic.is_temporary(p, entry)}))
     return found
 
 

@@ -206,7 +206,7 @@ def test_correction_smoothing_filters_only_the_correction(tiny_weights, oblique_
     oblique_volume.spacing = (1.4, 1.4, 8.0)
     plain = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), mode="corrected"))
     smooth = super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), mode="corrected",
-                                                                   ae_correction_sigma_mm=2.8))
+                                                                   correction_sigma_mm=2.8))
     scaling = PercentileScaling.fit(oblique_volume.array)
     x = scaling.forward(oblique_volume.array)[0]
     linear = 0.5 * (x[:-1] + x[1:])
@@ -223,7 +223,7 @@ def test_correction_smoothing_filters_only_the_correction(tiny_weights, oblique_
     np.testing.assert_array_equal(again.array, smooth.array)
     with pytest.raises(LatentSRError, match="non-negative"):
         super_resolve(oblique_volume, "ae", factor=2, run=Run(weights=str(tiny_weights), mode="corrected",
-                                                              ae_correction_sigma_mm=-1))
+                                                              correction_sigma_mm=-1))
 
 
 def test_corrected_training_objective(tmp_path):

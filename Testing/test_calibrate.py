@@ -68,7 +68,7 @@ def test_grid_gain_zero_is_linear_and_rows_match_the_pipeline(tiny_ae):
     assert by[(0.0, 0.0)].ssim == pytest.approx(linear.ssim) and by[(0.0, 0.0)].ssim_difference == 0
     direct = []
     for case in cases:
-        run = Run(weights=str(tiny_ae), ae_correction_sigma_mm=2.0, ae_correction_gain=0.5)
+        run = Run(weights=str(tiny_ae), correction_sigma_mm=2.0, correction_gain=0.5)
         direct += case.score("ae", super_resolve(case.kept_volume, "ae", factor=case.keep_every, run=run).array)
     assert np.mean([r.ssim for r in direct]) == pytest.approx(by[(2.0, 0.5)].ssim, abs=1e-4)
     assert by[(2.0, 0.5)].ssim != pytest.approx(linear.ssim, abs=1e-6)  # the network is at work
@@ -80,7 +80,7 @@ def test_grid_gain_zero_is_linear_and_rows_match_the_pipeline(tiny_ae):
 
 
 def test_adapt_writes_calibrated_weights(tmp_path, tiny_ae, capsys):
-    from LatentSRLib.training.adapt import AdaptConfig, adapt
+    from LatentSRLib.adapt import AdaptConfig, adapt
     scan = write(thick_scan(), tmp_path / "scan.nii.gz")
     result = adapt(AdaptConfig(scan=str(scan), out=str(tmp_path / "adapted.pt"), init=str(tiny_ae), epochs=1,
                                steps_per_epoch=2, batch_size=2, patch_size=32, sigmas=(0.0, 2.0), gains=(0.5, 1.0),

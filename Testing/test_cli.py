@@ -146,7 +146,8 @@ def test_folder_in_folder_out(tmp_path, oblique_volume):
     out = tmp_path / "out"
     out.mkdir()
     assert run_cli("super-resolve", inputs, "-o", out, "--method", "linear", "--factor", "2", "--quiet") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["a_linear_x2.nii.gz", "b_linear_x2.nii.gz"]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["a_linear_x2.nii.gz", "b_linear_x2.nii.gz"]
+    assert (out / "manifest.csv").is_file()  # folder runs are cohorts (Testing/test_cohort.py)
 
 
 @pytest.mark.integration

@@ -247,3 +247,21 @@ def test_brain_calibrated_bundle_is_the_default_network_with_its_correction_halv
     linear = super_resolve(volume, "linear", factor=2).array
     # Halving (and smoothing) the correction brings the new slices closer to linear interpolation.
     assert 0 < np.abs(outputs[1] - linear).mean() < np.abs(outputs[0] - linear).mean()
+
+
+def test_batching_and_the_model_cache_do_not_change_the_result(tiny_weights, tmp_path):
+    """Results do not depend on the batch size (the CPU cap), the cached model is reused, and a
+    weights file replaced in place is reloaded (the cache is keyed by its sha256)."""
+    from LatentSRLib.synthesize.contrastive import CPU_ACTIVATION_BYTES, batch_size, load_model
+    array = np.random.default_rng(2).random((2, 4, 20, 24)).astype(np.float32)
+    one = upsample(array, 2, (10.0, 1.4, 1.4), Run(weights=tiny_weights, device="cpu", batch_slices=1))
+    many = upsample(array, 2, (10.0, 1.4, 1.4), Run(weights=tiny_weights, device="cpu", batch_slices=64))
+    np.testing.assert_allclose(one, many, atol=1e-6)
+    assert load_model(tiny_weights, torch.device("cpu"))[0] is load_model(tiny_weights, torch.device("cpu"))[0]
+    identity = ContrastiveSR(**TINY)
+    registry.save(tiny_weights, "contrastive", identity.config, identity.state_dict(), {"pixel_size": 1.4})
+    again = upsample(array, 2, (10.0, 1.4, 1.4), Run(weights=tiny_weights, device="cpu"))
+    np.testing.assert_allclose(again, np.stack([linear_along_z(a, 2) for a in array]), atol=1e-5)
+    # The CPU cap: 73 rows x 256 columns x 32 channels of float32 is 2.4 MB, so 7 planes a call.
+    assert batch_size(16, torch.device("cpu"), 32, (73, 256)) == CPU_ACTIVATION_BYTES // (4 * 32 * 73 * 256) == 7
+    assert batch_size(16, torch.device("cpu"), 32, (2000, 2000)) == 1

@@ -166,3 +166,72 @@ def test_learned_methods_are_also_compared_with_each_other(tmp_path):
     later = next(c for c in summary.comparisons if (c.method, c.baseline, c.metric) == ("contrastive", "ae", "psnr"))
     assert later.median_difference > 0 and later.p < 0.01
     assert "Contrastive > AE" in (tmp_path / "summary.md").read_text()
+
+
+def test_empty_slices_are_excluded_and_every_metric_has_the_same_n(tmp_path):
+    """An all-zero hidden slice (SSIM 1, PSNR inf for any method) is excluded by the content rule and
+    counted; an exactly re-created slice has its PSNR capped; every metric then has the same n, and
+    no mean is infinite or above 60 dB."""
+    from LatentSRLib.evaluate import MIN_FOREGROUND, PSNR_CAP
+    array = smooth((9, 48, 50), 7)
+    array[4:7] = 0.0          # slices 4-6 empty: hidden slice 5 has no content (nor do its neighbours)
+    array[1] = array[2] = array[0]  # hidden slice 1 equals its neighbours: linear re-creates it exactly
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write(Volume(array, (1.5, 1.5, 5.0)), folder / "empty.nii.gz")
+    summary = evaluate([folder], ["linear", "lanczos"], tmp_path / "out", progress=False)
+    assert summary.excluded == 1
+    assert sorted({r.slice for r in summary.rows}) == [1, 3, 7]
+    for method in ("linear", "lanczos"):
+        ns = {metric: summary.stats[method][metric].n for metric in ("ssim", "psnr", "vif")}
+        assert set(ns.values()) == {3}, ns
+        assert np.isfinite(summary.stats[method]["psnr"].mean) and summary.stats[method]["psnr"].mean <= PSNR_CAP
+    exact = next(r for r in summary.rows if (r.method, r.slice) == ("linear", 1))
+    assert exact.psnr == PSNR_CAP
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "Excluded: 1 hidden slices" in text and f"{MIN_FOREGROUND:.0%}" in text
+    assert "Volumes (1): empty." in text
+
+
+def test_a_volume_with_only_empty_hidden_slices_says_so(tmp_path):
+    array = np.zeros((5, 48, 48), np.float32)
+    array[::2] = smooth((3, 48, 48), 8)
+    write(Volume(array, (1.5, 1.5, 5.0)), tmp_path / "gaps.nii.gz")
+    with pytest.raises(LatentSRError, match="content rule"):
+        evaluate([tmp_path / "gaps.nii.gz"], ["linear"], tmp_path / "out", progress=False)
+
+
+def test_evaluate_draws_the_comparison_of_the_first_volume(tiny_folder, tmp_path):
+    from LatentSRLib import figures
+    calls = []
+    original = figures.comparison_figure
+
+    def spy(truth, outputs, spacing, path, **options):
+        calls.append((truth.shape, {k: v.shape for k, v in outputs.items()}, options["scores"], spacing))
+        return original(truth, outputs, spacing, path, **options)
+
+    figures.comparison_figure = spy
+    try:
+        summary = evaluate([tiny_folder], ["linear", "bspline"], tmp_path, progress=False)
+    finally:
+        figures.comparison_figure = original
+    assert len(calls) == 1  # the first volume only
+    shape, outputs, scores, spacing = calls[0]
+    assert shape == (7, 48, 50) and outputs == {"Linear": shape, "B-spline": shape}
+    assert spacing == (5.0, 1.5, 1.5)
+    first = [r for r in summary.rows if r.volume == "scan" and r.method == "linear"]
+    assert scores["Linear"] == f"SSIM {np.mean([r.ssim for r in first]):.3f}, PSNR {np.mean([r.psnr for r in first]):.1f} dB"
+    assert summary.figure_path == tmp_path / "comparison.png" and summary.figure_path.stat().st_size > 10_000
+
+
+def test_summary_names_the_weights_with_their_sha256(tmp_path):
+    pytest.importorskip("torch")
+    from LatentSRLib.evaluate import Row
+    from LatentSRLib.models import registry
+    bundled = {e["kind"]: (name, e) for name, e in registry.manifest().items() if e.get("default")}
+    if "ae" not in bundled:
+        pytest.skip("no bundled autoencoder")
+    rows = [Row("v", j, m, 0.5 + 0.01 * j + (m == "ae") * 0.01, 20.0 + j, 0.2) for j in range(6) for m in ("linear", "ae")]
+    text = summarise(rows, ["linear", "ae"], tmp_path, volumes=["v"]).markdown
+    name, entry = bundled["ae"]
+    assert f"| AE | {name} (`{entry['file']}`) | `{entry['sha256']}` |" in text

@@ -1,7 +1,8 @@
 """The Slicer module without Slicer: files, .ui, CMake lists and names must agree.
 
 LatentSR.py imports qt/ctk and the full Slicer application, which slicer-core does not have, so it is
-checked statically here (its behaviour below the panel is LatentSRLib.mrml, tested in test_mrml.py).
+checked statically here (its behaviour below the panel is LatentSRLib.slicer, tested in test_mrml.py,
+test_slicer_jobs.py and, with stand-ins for Qt, test_slicer_panel.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ ICON = MODULE_DIR / "Resources" / "Icons" / "LatentSR.png"
 MODELS = ROOT / "Resources" / "Models"
 #: Widgets that Qt's own loader knows; anything else needs a <customwidget> entry in the .ui.
 QT_WIDGETS = {"QWidget", "QLabel", "QPushButton", "QCheckBox", "QComboBox", "QSpinBox", "QDoubleSpinBox",
-              "QLineEdit", "QProgressBar", "QRadioButton", "QGroupBox", "QTextEdit", "QSlider"}
+              "QLineEdit", "QProgressBar", "QRadioButton", "QGroupBox", "QTextEdit", "QSlider", "QTableWidget"}
 
 
 def cmake_lists(path: Path) -> dict[str, list[str]]:
@@ -95,18 +96,33 @@ def test_bound_widgets_name_parameters_of_the_parameter_node(ui, script):
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.findtext("string")] = widget.get("name")
     assert set(bound) <= fields, f"bound to unknown parameters: {sorted(set(bound) - fields)}"
-    # Every parameter has a widget, except the device (its list is filled at run time, bound by hand).
-    assert fields - set(bound) == {"device"}
+    # Every parameter has a widget, except those whose lists are filled at run time (bound by hand).
+    assert fields - set(bound) == {"device", "method", "model", "sizeMode"}
 
 
-def test_every_mrml_function_the_script_calls_exists(script):
-    library = ast.parse((ROOT / "LatentSRLib" / "mrml.py").read_text())
-    defined = {n.name for n in library.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    defined |= {t.id for n in library.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-                for t in (n.targets if isinstance(n, ast.Assign) else [n.target]) if isinstance(t, ast.Name)}
+def test_every_library_function_the_script_calls_exists(script):
+    library = ast.parse((ROOT / "LatentSRLib" / "slicer" / "__init__.py").read_text())
+    (exported,) = [n.value for n in library.body if isinstance(n, ast.Assign)
+                   and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+    defined = {element.value for element in exported.elts}
     used = {n.attr for n in ast.walk(script)
-            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "mrml"}
-    assert used and used <= defined, f"missing in LatentSRLib.mrml: {sorted(used - defined)}"
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "lsr"}
+    assert used and used <= defined, f"missing in LatentSRLib.slicer: {sorted(used - defined)}"
+
+
+def test_module_file_is_a_thin_panel_that_never_pumps_events(script):
+    """Module, Widget and Test only (plus the parameter node): under 300 lines, no processEvents (runs
+    go to a background process polled by a timer), and no Slicer glue of its own."""
+    text = MODULE_SCRIPT.read_text()
+    assert len(text.splitlines()) < 300
+    assert "processEvents" not in text
+    assert "pip_install" not in text and "PyTorchUtils" not in text   # installation is LatentSRLib.slicer.install
+    assert "QTimer" in text
+
+
+def test_slicer_glue_files_are_small():
+    for path in (ROOT / "LatentSRLib" / "slicer").glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 300, f"{path.name} is over 300 lines"
 
 
 def test_module_cmake_lists_exist():

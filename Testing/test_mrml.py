@@ -6,8 +6,6 @@ when it is absent; they crop or use small factors so the file runs in a few seco
 
 from __future__ import annotations
 
-import os
-import types
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,9 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
 vtk = pytest.importorskip("vtk")
 
-from LatentSRLib import LatentSRError, mrml  # noqa: E402  (after the importorskip above)
+import LatentSRLib.slicer as mrml  # noqa: E402  (after the importorskip above)
+from LatentSRLib import LatentSRError  # noqa: E402
+from LatentSRLib.slicer import layout, nodes, outputs  # noqa: E402
 from LatentSRLib.pipeline import Cancelled, super_resolve  # noqa: E402
 from LatentSRLib.volume import Volume, read, to_pixel_type, write  # noqa: E402
 
@@ -34,44 +34,7 @@ def need(path: Path) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------------------------
-# Fixtures
-# ---------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def mrml_scene():
-    """A fresh scene with the application, colours, volumes and sequences logics (as in Slicer)."""
-    scene = slicer.vtkMRMLScene()
-    slicer.mrmlScene = scene
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    colors = app.GetColorLogic()
-    colors.SetMRMLScene(scene)
-    app.SetModuleLogic("Colors", colors)
-    volumes = slicer.vtkSlicerVolumesLogic()
-    volumes.SetMRMLScene(scene)
-    volumes.SetMRMLApplicationLogic(app)
-    app.SetModuleLogic("Volumes", volumes)
-    sequences = slicer.vtkSlicerSequencesLogic()
-    sequences.SetMRMLScene(scene)
-    app.SetModuleLogic("Sequences", sequences)
-    yield types.SimpleNamespace(scene=scene, app=app, volumes=volumes, sequences=sequences)
-    scene.Clear(True)
-
-
-def oblique_direction() -> np.ndarray:
-    a, b = np.deg2rad(20), 0.3
-    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    return rz @ rx
-
-
-@pytest.fixture
-def oblique():
-    """Small int16-typed volume: anisotropic spacing, oblique direction, non-zero origin."""
-    rng = np.random.default_rng(0)
-    array = np.rint(rng.normal(100, 20, size=(1, 6, 20, 24))).astype(np.float32)
-    return Volume(array, (1.5, 1.25, 8.0), (-10.0, 25.0, 3.5), oblique_direction(), np.int16)
+from mrml_fixtures import cine_sequence, mrml_scene, node_ids, oblique, oblique_direction  # noqa: E402,F401
 
 
 def matrix(node) -> np.ndarray:
@@ -80,24 +43,6 @@ def matrix(node) -> np.ndarray:
 
 def array(node) -> np.ndarray:
     return slicer.util.arrayFromVolume(node).copy()
-
-
-def node_ids(scene) -> set[str]:
-    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
-
-
-def cine_sequence(scene, frames: list[Volume], name: str = "cine", values=None, browser: bool = True):
-    """A sequence of volume nodes (and a browser playing it) from 3D volumes."""
-    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
-    sequence.SetIndexName("time")
-    sequence.SetIndexUnit("s")
-    for t, volume in enumerate(frames):
-        frame = mrml._frame_node(volume, 0, cast=True)
-        sequence.SetDataNodeAtValue(frame, str(values[t]) if values else f"{0.04 * t:g}")
-    if browser:
-        node = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{name} browser")
-        mrml.set_primary_sequence(node, sequence)
-    return sequence
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +106,7 @@ def test_volume_node_each_conventional_method(mrml_scene, oblique, method, label
     out_directions, in_directions = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
     out.GetIJKToRASDirectionMatrix(out_directions)
     node.GetIJKToRASDirectionMatrix(in_directions)
-    np.testing.assert_allclose(mrml._matrix_to_array(out_directions), mrml._matrix_to_array(in_directions))
+    np.testing.assert_allclose(nodes._matrix_to_array(out_directions), nodes._matrix_to_array(in_directions))
     # The same voxels as the library on the same Volume, in the input's pixel type.
     expected = super_resolve(mrml.volume_from_node(node), method, factor=3)
     np.testing.assert_array_equal(array(out), to_pixel_type(expected.array[0], np.int16))
@@ -244,7 +189,7 @@ def test_failure_while_making_nodes_removes_them(mrml_scene, oblique, monkeypatc
 
     def broken(source, target):
         raise RuntimeError("display failed")
-    monkeypatch.setattr(mrml, "_copy_display", broken)
+    monkeypatch.setattr(outputs, "_copy_display", broken)
     with pytest.raises(RuntimeError):
         mrml.super_resolve_node(node, "linear", factor=2)
     assert node_ids(mrml_scene.scene) == before
@@ -264,7 +209,7 @@ def test_roi_crops_in_index_space_before_processing(mrml_scene, oblique):
     object_to_node = np.eye(4)
     object_to_node[:3, :3] = ijk_to_ras[:3, :3] / np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
     object_to_node[:3, 3] = centre[:3]
-    roi.SetAndObserveObjectToNodeMatrix(mrml._array_to_matrix(object_to_node))
+    roi.SetAndObserveObjectToNodeMatrix(nodes._array_to_matrix(object_to_node))
     roi.SetSize(*((high - low) * np.asarray(oblique.spacing)))
 
     description = mrml.describe_output(node, factor=2, roi=roi)
@@ -402,7 +347,7 @@ def test_super_resolve_scene_skips_labels_outputs_and_proxies(mrml_scene, obliqu
     mrml.node_from_volume(oblique.with_array(oblique.array[:, :4]), "b", scene)
     labels = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
     labels.CopyOrientation(first)
-    mrml._set_image(labels, np.zeros((6, 20, 24), np.uint8))
+    nodes._set_image(labels, np.zeros((6, 20, 24), np.uint8))
     cine_sequence(scene, [Volume(np.ones((1, 3, 5, 5), np.float32), (1.0, 1.0, 3.0))] * 2, name="cine")
 
     assert sorted(n.GetName() for n in mrml.scene_inputs(scene)) == ["a", "b", "cine"]
@@ -482,7 +427,7 @@ def test_through_plane_orientation_oblique_contains_the_slice_axis(mrml_scene, o
     node = mrml.node_from_volume(oblique, "v", mrml_scene.scene)
     chosen = mrml.through_plane_orientation(node)
     slice_direction = matrix(node)[:3, 2] / np.linalg.norm(matrix(node)[:3, 2])
-    costs = {name: abs(np.dot(normal, slice_direction)) for name, normal in mrml._ORIENTATION_NORMALS.items()}
+    costs = {name: abs(np.dot(normal, slice_direction)) for name, normal in layout._ORIENTATION_NORMALS.items()}
     assert costs[chosen] == min(costs.values())
 
 
@@ -501,7 +446,7 @@ def test_comparison_layout_links_one_view_per_volume(mrml_scene, oblique):
     assert [s.GetLayoutName() for s in comparison.slice_nodes] == ["LatentSR1", "LatentSR2", "LatentSR3"]
     assert {s.GetOrientation() for s in comparison.slice_nodes} == {comparison.orientation}
     # Fitted to the same volume: all views start at the same place with the same field of view.
-    to_ras = [mrml._matrix_to_array(s.GetSliceToRAS()) for s in comparison.slice_nodes]
+    to_ras = [nodes._matrix_to_array(s.GetSliceToRAS()) for s in comparison.slice_nodes]
     np.testing.assert_allclose(to_ras[0], to_ras[2])
     np.testing.assert_allclose(comparison.slice_nodes[0].GetFieldOfView(), comparison.slice_nodes[1].GetFieldOfView())
 
@@ -527,296 +472,6 @@ def test_comparison_of_sequences_shows_their_proxies(mrml_scene):
 
 # ---------------------------------------------------------------------------------------------
 # LatentSR.py itself, with small stand-ins for Qt, the application and the parameter node wrapper
-# ---------------------------------------------------------------------------------------------
-# slicer-core has no Qt, so the module's Widget, Logic and Test classes cannot run as they do in
-# Slicer. These stand-ins are just enough to execute their code paths (state changes, calls into
-# LatentSRLib.mrml, error handling, cancel) against a real MRML scene; the .ui bindings themselves
-# are checked statically in test_module_static.py.
-
-import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-import typing  # noqa: E402
-import unittest  # noqa: E402
-import xml.etree.ElementTree as ET  # noqa: E402
-
-MODULE_DIR = Path(__file__).resolve().parents[1] / "LatentSR"
-
-
-class FakeWidget:
-    """A widget from the .ui: the attributes LatentSR.py touches, and its signal connections."""
-
-    def __init__(self, name: str, parameter: str | None = None):
-        self.name, self._parameter = name, parameter
-        self.enabled, self.visible, self.text, self.value, self.currentIndex = True, True, "", 0, -1
-        self.slots: dict[str, list] = {}
-        self._items: list[tuple[str, object]] = []
-
-    def connect(self, signal: str, slot) -> None:
-        self.slots.setdefault(signal, []).append(slot)
-
-    def click(self) -> None:
-        for slot in self.slots.get("clicked(bool)", []):
-            slot()
-
-    def property(self, name: str):
-        return self._parameter if name == "SlicerParameterName" else None
-
-    def addItem(self, label: str, data=None) -> None:
-        self._items.append((label, data))
-        if self.currentIndex < 0:
-            self.currentIndex = 0
-
-    def findData(self, data) -> int:
-        return next((i for i, (_, value) in enumerate(self._items) if value == data), -1)
-
-    def itemData(self, index: int):
-        return self._items[index][1]
-
-
-def fake_ui() -> types.SimpleNamespace:
-    root = ET.parse(MODULE_DIR / "Resources" / "UI" / "LatentSR.ui").getroot()
-    widgets = {}
-    for widget in list(root.iter("widget"))[1:]:
-        parameter = next((p.findtext("string") for p in widget.findall("property")
-                          if p.get("name") == "SlicerParameterName"), None)
-        widgets[widget.get("name")] = FakeWidget(widget.get("name"), parameter)
-    return types.SimpleNamespace(**widgets)
-
-
-def fake_parameter_node_wrapper(cls):
-    """Typed attributes over a vtkMRMLScriptedModuleNode (values kept in Python), with Modified events."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    defaults = {name: getattr(cls, name, None) for name in hints}
-
-    def init(self, parameterNode):
-        object.__setattr__(self, "parameterNode", parameterNode)
-        store = parameterNode.__dict__.setdefault("_values", dict(defaults))
-        object.__setattr__(self, "_values", store)
-
-    def setattr_(self, name, value):
-        if name not in hints:
-            raise AttributeError(name)
-        self._values[name] = value
-        self.parameterNode.Modified()
-
-    cls.__init__ = init
-    cls.__getattr__ = lambda self, name: self._values[name] if name in hints else object.__getattribute__(self, name)
-    cls.__setattr__ = setattr_
-    for name in hints:
-        if name in cls.__dict__:
-            delattr(cls, name)
-    cls.connectGui = lambda self, gui: object()
-    cls.disconnectGui = lambda self, tag: None
-    cls.AddObserver = lambda self, event, callback, priority=0.0: self.parameterNode.AddObserver(event, callback, priority)
-    cls.RemoveObserver = lambda self, tag: self.parameterNode.RemoveObserver(tag)
-    return cls
-
-
-class FakeLayoutManager:
-    """What the module's self-test asks of Slicer's layout manager, answered from the scene."""
-
-    def __init__(self, scene):
-        self.scene = scene
-
-    @property
-    def layout(self) -> int:
-        return self.scene.GetFirstNodeByClass("vtkMRMLLayoutNode").GetViewArrangement()
-
-    def sliceWidget(self, name: str):
-        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
-            composite = self.scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
-            if composite.GetLayoutName() == name:
-                return types.SimpleNamespace(mrmlSliceCompositeNode=lambda composite=composite: composite)
-        return None
-
-
-@pytest.fixture
-def latentsr_module(mrml_scene, monkeypatch):
-    """LatentSR.py imported with stand-ins; yields (module, fakes)."""
-    fakes = types.SimpleNamespace(errors=[], statuses=[], pip=[], process_events=lambda: None)
-
-    class Parent:
-        isEntered = True
-
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent or Parent()
-
-        def setup(self):
-            self.layout = types.SimpleNamespace(addWidget=lambda widget: None)
-
-        def resourcePath(self, relative):
-            return str(MODULE_DIR / "Resources" / relative)
-
-        def onReload(self):
-            pass
-
-    class ScriptedLoadableModuleLogic:
-        def getParameterNode(self):
-            node = slicer.mrmlScene.GetSingletonNode("LatentSR", "vtkMRMLScriptedModuleNode")
-            if node is None:
-                node = slicer.vtkMRMLScriptedModuleNode()
-                node.SetSingletonTag("LatentSR")
-                node.SetModuleName("LatentSR")
-                node = slicer.mrmlScene.AddNode(node)
-            return node
-
-    class ScriptedLoadableModuleTest(unittest.TestCase):
-        def delayDisplay(self, message, msec=None):
-            pass
-
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
-                ScriptedLoadableModuleTest):
-        setattr(scripted, cls.__name__, cls)
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = fake_parameter_node_wrapper
-    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
-
-    app = types.SimpleNamespace(
-        processEvents=lambda: fakes.process_events(),
-        commandOptions=lambda: types.SimpleNamespace(testingEnabled=True),
-        layoutManager=lambda: FakeLayoutManager(slicer.mrmlScene))
-    monkeypatch.setattr(slicer, "app", app, raising=False)
-    monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(), raising=False)
-    util = slicer.util
-    monkeypatch.setattr(util, "loadUI", lambda path: types.SimpleNamespace(setMRMLScene=lambda scene: None))
-    monkeypatch.setattr(util, "childWidgetVariables", lambda widget: fake_ui())
-    monkeypatch.setattr(util, "errorDisplay", lambda text, **kw: fakes.errors.append(text))
-    monkeypatch.setattr(util, "showStatusMessage", lambda text, msec=0: fakes.statuses.append(text))
-    monkeypatch.setattr(util, "confirmOkCancelDisplay", lambda text, **kw: True)
-    monkeypatch.setattr(util, "WaitCursor", contextlib.nullcontext)
-    monkeypatch.setattr(util, "pip_install", lambda requirements: fakes.pip.append(requirements))
-
-    @contextlib.contextmanager
-    def try_with_error_display(message=None, waitCursor=False):
-        try:
-            yield
-        except Exception as error:
-            fakes.errors.append(f"{message} {error}")
-    monkeypatch.setattr(util, "tryWithErrorDisplay", try_with_error_display, raising=False)
-
-    spec = importlib.util.spec_from_file_location("LatentSR", MODULE_DIR / "LatentSR.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "LatentSR", module)
-    spec.loader.exec_module(module)
-    # No bundled weights are needed: the "ae" entry runs linear interpolation in these tests.
-    from LatentSRLib import pipeline
-    monkeypatch.setitem(pipeline.METHODS, "ae", pipeline.METHODS["linear"])
-    yield module, fakes
-
-
-@pytest.fixture
-def make_panel(latentsr_module):
-    """Makes the module's widget (set up, after the test loaded its data); removes its observers
-    before the scene is cleared, as Slicer does when it closes."""
-    module, _ = latentsr_module
-    widgets = []
-
-    def make():
-        widget = module.LatentSRWidget()
-        widget.setup()
-        widgets.append(widget)
-        return widget
-    yield make
-    for widget in widgets:
-        widget.cleanup()
-
-
-def test_module_metadata(latentsr_module):
-    module, _ = latentsr_module
-    parent = types.SimpleNamespace()
-    module.LatentSR(parent)
-    assert parent.title == "LatentSR" and parent.categories == ["Filtering"]
-    assert "2010.13172" in parent.helpText and "2310.15767" in parent.helpText
-    assert "10.1109/TMI.2018.2837502" in parent.acknowledgementText
-
-
-def test_panel_super_resolves_a_cine_and_shows_the_comparison(latentsr_module, make_panel, mrml_scene):
-    module, fakes = latentsr_module
-    frames = [Volume(np.full((1, 4, 10, 12), t, np.float32), (1.5, 1.5, 6.0)) for t in range(3)]
-    mrml.node_from_volume(frames[0], "single", mrml_scene.scene)
-    sequence = cine_sequence(mrml_scene.scene, frames, name="cine")
-    widget = make_panel()  # after the data is loaded, so it picks its default input from the scene
-    parameters, ui = widget._parameterNode, widget.ui
-
-    assert parameters.inputNode is sequence                       # a cine is preferred
-    assert [ui.deviceComboBox.itemData(i) for i in range(2)] == ["auto", "cpu"]
-    assert "4 -> 13 slices" in ui.outputDescriptionLabel.text      # isotropic: 6 / 1.5 = x4
-    assert ui.superResolveButton.enabled and not ui.factorSpinBox.enabled
-    parameters.sizeMode = module.SizeMode.FACTOR
-    parameters.factor = 2
-    assert ui.factorSpinBox.enabled and "4 -> 7 slices" in ui.outputDescriptionLabel.text
-    parameters.compareLanczos = False
-    parameters.outputPrefix = "case"
-
-    ui.superResolveButton.click()
-    assert fakes.errors == []
-    assert "Created" in ui.statusLabel.text and '"case AE x2"' in ui.statusLabel.text
-    outputs = [mrml_scene.scene.GetFirstNodeByName(name) for name in ("case AE x2", "case B-spline x2")]
-    assert all(o is not None and o.IsA("vtkMRMLSequenceNode") for o in outputs)
-    assert widget._lastNodes == [sequence, *outputs]
-    assert ui.showComparisonButton.enabled and ui.superResolveButton.text == "Super-resolve"
-    assert not ui.progressBar.visible and ui.inputsCollapsibleButton.enabled
-    layout = mrml_scene.scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
-    assert layout.GetViewArrangement() == mrml.COMPARISON_LAYOUT_ID
-    ui.showComparisonButton.click()
-    assert fakes.errors == []
-
-
-def test_panel_cancel_and_errors_leave_the_scene_unchanged(latentsr_module, make_panel, mrml_scene, oblique):
-    module, fakes = latentsr_module
-    frames = [Volume(np.full((1, 4, 10, 12), t, np.float32), (1.5, 1.5, 6.0)) for t in range(4)]
-    widget = make_panel()
-    ui = widget.ui
-    widget._parameterNode.inputNode = cine_sequence(mrml_scene.scene, frames, name="cine")
-    before = node_ids(mrml_scene.scene)
-
-    # The user clicks the button (now "Cancel") while the first frames are processed.
-    def click_cancel_once():
-        if widget._running and ui.superResolveButton.text == "Cancel" and not widget._cancelRequested:
-            ui.superResolveButton.click()
-    fakes.process_events = click_cancel_once
-    ui.superResolveButton.click()
-    assert ui.statusLabel.text.startswith("Cancelled")
-    assert node_ids(mrml_scene.scene) == before
-    assert ui.superResolveButton.text == "Super-resolve" and not widget._running
-
-    fakes.process_events = lambda: None
-    widget._parameterNode.inputNode = mrml.node_from_volume(oblique, "thin", mrml_scene.scene)
-    roi = mrml_scene.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "away")
-    roi.SetCenter(1000, 0, 0)
-    widget._parameterNode.roi = roi
-    assert "holds no voxel" in ui.outputDescriptionLabel.text
-    before = node_ids(mrml_scene.scene)
-    ui.superResolveButton.click()
-    assert fakes.errors and "holds no voxel" in fakes.errors[-1]
-    assert node_ids(mrml_scene.scene) == before
-
-
-def test_logic_installs_what_is_missing(latentsr_module, monkeypatch):
-    module, fakes = latentsr_module
-    missing = [["torch", "scikit-image"], []]
-    monkeypatch.setattr(mrml, "missing_requirements", lambda methods: missing[0] if fakes.pip == [] else missing[1])
-    statuses: list[str] = []
-    assert module.LatentSRLogic.ensureRequirements(["ae"], statusCallback=statuses.append)
-    assert fakes.pip == ["torch>=2.0", "scikit-image"]   # no PyTorch extension here: pip
-    assert statuses[-1] == "Installed torch, scikit-image."
-
-
-def test_module_self_test_runs(latentsr_module):
-    module, _ = latentsr_module
-    result = unittest.TextTestRunner(stream=open(os.devnull, "w")).run(module.LatentSRTest("runTest"))
-    assert result.wasSuccessful(), result.failures + result.errors
-
-
 def test_comparison_gives_unbrowsed_sequences_one_browser(mrml_scene):
     frames = [Volume(np.full((1, 3, 6, 6), t, np.float32), (1.0, 1.0, 4.0)) for t in range(3)]
     sequence = cine_sequence(mrml_scene.scene, frames, browser=False)

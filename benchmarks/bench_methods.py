@@ -4,7 +4,8 @@ Each (method, frames) case runs in a fresh Python process so its peak resident m
 is its own; inside it the super-resolution is repeated and the median time is reported. Frames are
 taken from the synthetic phantom (the same numbers as real data for timing purposes).
 
-    python benchmarks/bench_methods.py                       # all methods, 10/20/30 frames, 3 repeats
+    python benchmarks/bench_methods.py                       # the default methods, 10/20/30 frames, 3 repeats
+    python benchmarks/bench_methods.py --methods contrastive --frames 1,3 --repeats 3   # the README's contrastive row
     python benchmarks/bench_methods.py --methods ae --frames 30 --repeats 1 --device cuda
 """
 
@@ -46,7 +47,7 @@ def one_case(method: str, frames: int, repeats: int, device: str, size: int, sli
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default="linear,bspline,lanczos,ae")
+    parser.add_argument("--methods", default="linear,bspline,lanczos,ae,contrastive")
     parser.add_argument("--frames", default="10,20,30")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")

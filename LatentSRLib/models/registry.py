@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .. import LatentSRError
+
+# torch is imported inside save() and load() only: listing and resolving bundled weights (the Slicer
+# panel's model selector, `latentsr models`, evaluate's checks) must not load torch.
 
 FORMAT = "latentsr-weights-1"
 MANIFEST = "models.json"
@@ -67,6 +68,8 @@ def resolve(weights: str | os.PathLike | None, kind: str) -> tuple[Path, str | N
     if name in entries:
         return models_folder() / entries[name]["file"], entries[name]["sha256"]
     path = Path(name)
+    if path.is_dir():
+        raise LatentSRError(f"weights '{name}' is a folder: give a weights file or a bundled model name")
     if not path.exists():
         known = ", ".join(entries) or "none"
         raise LatentSRError(f"weights '{name}' is neither a file nor a bundled model (bundled: {known})")
@@ -80,6 +83,8 @@ def resolve(weights: str | os.PathLike | None, kind: str) -> tuple[Path, str | N
 def save(path: str | os.PathLike, kind: str, config: dict, state_dict: dict, meta: dict | None = None,
          half: bool = True) -> Path:
     """Write a weights file (float16 tensors with ``half``; integer buffers kept as they are)."""
+    import torch
+
     tensors = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
                for k, v in state_dict.items()}
     path = Path(path)
@@ -100,6 +105,8 @@ def load(weights: str | os.PathLike | None, kind: str) -> dict[str, Any]:
         LatentSRError: missing file, sha256 mismatch with the registry, not a LatentSR weights file,
             or weights of another kind of model.
     """
+    import torch
+
     path, expected = resolve(weights, kind)
     if not path.exists():
         raise LatentSRError(f"weights file is missing: {path}")

@@ -10,7 +10,7 @@ For factor k, the slices between acquired slices n and n+1 at a = 1/k, ..., (k-1
   perfect autoencoder both modes are the same.
 
 In corrected mode the correction can be smoothed and scaled (:mod:`.correction`; recorded in the
-weights, overridable with ``run.ae_correction_sigma_mm`` / ``run.ae_correction_gain``). It comes from a
+weights, overridable with ``run.correction_sigma_mm`` / ``run.correction_gain``). It comes from a
 16-channel latent at 1/16 of the image size, so its finest detail is decoder noise rather than anatomy.
 
 The mode is recorded in the weights (``meta["mode"]``) and can be overridden with ``run.mode``. All
@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from .. import LatentSRError
 from ..models import registry
 from ..models.autoencoder import LatentInterpolationAE, crop_to, pad_to_multiple
-from ..training.common import pick_device
+from ..devices import pick_device
 from .correction import adjust_correction, correction_options
 
 #: Relative in-plane spacing difference below which no resampling to the model's pixel size is done.
@@ -96,8 +96,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple[float, float, fl
     if mode not in MODES:
         raise LatentSRError(f"unknown autoencoder mode '{mode}' (choose from {', '.join(MODES)})")
     corrected = mode == "corrected"
-    sigma_mm, gain = correction_options(meta, getattr(run, "ae_correction_sigma_mm", None),
-                                        getattr(run, "ae_correction_gain", None))
+    sigma_mm, gain = correction_options(meta, run.correction_sigma_mm, run.correction_gain)
     frames, n_slices, height, width = array.shape
     grid = model_grid((height, width), spacing_zyx[1:], meta.get("pixel_size"))
     batch = max(1, int(run.batch_slices))

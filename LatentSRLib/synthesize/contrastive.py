@@ -12,6 +12,8 @@ and gain the weights record (:mod:`.correction`; default none).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -19,26 +21,49 @@ from torch.nn import functional as F
 from .. import LatentSRError
 from ..models import registry
 from ..models.contrastive import ContrastiveSR
+from .autoencoder import CPU_ACTIVATION_BYTES
 from .correction import adjust_correction, correction_options
 
 #: Relative in-plane spacing difference below which no in-plane resampling is done.
 INPLANE_TOLERANCE = 0.02
 
 
+@functools.lru_cache(maxsize=4)
+def _load(path: str, digest: str, device: str) -> tuple[ContrastiveSR, float, dict]:
+    content = registry.load(path, "contrastive")
+    model = ContrastiveSR(**content["config"])
+    model.load_state_dict(content["state_dict"])
+    meta = content.get("meta", {})
+    # channels_last: oneDNN runs these 32-channel 3x3 convolutions without layout reorders, 1.5-2x
+    # faster on CPU than NCHW (benchmarks/bench_methods.py; README, speed); same result up to float
+    # rounding (< 1e-5 of the intensity range).
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    return model, float(meta.get("pixel_size", 1.4)), meta
+
+
 def load_model(weights: str | None, device: torch.device) -> tuple[ContrastiveSR, float, dict]:
-    """The model from a bundled name or file (None: the default bundled model), its pixel size and
-    its metadata."""
+    """The (cached) model from a bundled name or file (None: the default bundled model), its pixel
+    size and its metadata. The cache key includes the file's sha256, so a replaced file is reloaded."""
     try:
-        content = registry.load(weights, "contrastive")
+        path, _ = registry.resolve(weights, "contrastive")
     except LatentSRError as error:
         if weights is None:
             raise LatentSRError(f"the contrastive method has no bundled weights ({error}); "
                                 "train one with `latentsr train contrastive` and pass --weights FILE") from None
         raise
-    model = ContrastiveSR(**content["config"])
-    model.load_state_dict(content["state_dict"])
-    meta = content.get("meta", {})
-    return model.to(device).eval(), float(meta.get("pixel_size", 1.4)), meta
+    if not path.exists():
+        raise LatentSRError(f"weights file is missing: {path}")
+    return _load(str(path), registry.sha256(path), str(device))
+
+
+def batch_size(requested: int, device: torch.device, width: int, image_shape: tuple[int, int]) -> int:
+    """Planes per network call: ``requested``, and on CPU at most as many as keep the widest
+    activation (width x rows x columns float32) under CPU_ACTIVATION_BYTES (see synthesize.autoencoder:
+    larger tensors page-fault fresh memory on every convolution)."""
+    batch = max(1, int(requested))
+    if device.type == "cpu":
+        batch = max(1, min(batch, CPU_ACTIVATION_BYTES // (4 * width * image_shape[0] * image_shape[1])))
+    return batch
 
 
 def internal_factor(factor: int, slice_spacing: float, pixel_size: float) -> int:
@@ -66,11 +91,11 @@ def _linear_z(volume: torch.Tensor, m: int) -> torch.Tensor:
 
 def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndarray:
     """The pipeline contract: (T, Z, Y, X) normalised float32 -> (T, (Z-1)*factor+1, Y, X)."""
-    from ..training.common import pick_device
+    from ..devices import pick_device
 
     device = pick_device(run.device)
     model, pixel, meta = load_model(run.weights, device)
-    sigma_mm, gain = correction_options(meta)
+    sigma_mm, gain = correction_options(meta, run.correction_sigma_mm, run.correction_gain)
     t_count, z, ny, nx = array.shape
     sz, sy, sx = (float(s) for s in spacing_zyx)
     resample = abs(sy / pixel - 1) > INPLANE_TOLERANCE or abs(sx / pixel - 1) > INPLANE_TOLERANCE
@@ -78,7 +103,8 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
     effective = min(ny * sy / size[0], nx * sx / size[1])
     m = internal_factor(factor, sz, effective)
     step = m // factor
-    batch = max(1, int(run.batch_slices))
+    rows = (z - 1) * m + 1
+    width = int(model.config["width"])
     total = t_count * (size[0] + size[1])
     done = 0
     result = np.empty((t_count, (z - 1) * factor + 1, ny, nx), np.float32)
@@ -89,13 +115,17 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
             lin = _linear_z(_resize_inplane(frame, size), m)  # (Zm, Y', X') at the model pixel size
             sums = torch.zeros_like(lin)
             # XZ planes (one per row y): images (Zm, X'); YZ planes (one per column x): images (Zm, Y').
-            for planes, to_images, put in (
-                    (size[0], lambda s: lin[:, s, :].permute(1, 0, 2), lambda s, o: sums[:, s, :].add_(o.permute(1, 0, 2))),
-                    (size[1], lambda s: lin[:, :, s].permute(2, 0, 1), lambda s, o: sums[:, :, s].add_(o.permute(1, 2, 0)))):
+            for planes, columns, to_images, put in (
+                    (size[0], size[1], lambda s: lin[:, s, :].permute(1, 0, 2),
+                     lambda s, o: sums[:, s, :].add_(o.permute(1, 0, 2))),
+                    (size[1], size[0], lambda s: lin[:, :, s].permute(2, 0, 1),
+                     lambda s, o: sums[:, :, s].add_(o.permute(1, 2, 0)))):
+                batch = batch_size(run.batch_slices, device, width, (rows, columns))
                 for start in range(0, planes, batch):
                     run.check()
                     index = slice(start, min(start + batch, planes))
-                    images = to_images(index)[:, None]  # (B, 1, Zm, W)
+                    # (B, 1, Zm, W), in the model's memory format (no reorder inside the first conv)
+                    images = to_images(index)[:, None].contiguous(memory_format=torch.channels_last)
                     put(index, model(images)[:, 0])
                     done += index.stop - index.start
                     run.report(done / total)

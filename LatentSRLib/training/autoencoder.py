@@ -31,6 +31,7 @@ from tqdm import tqdm
 from .. import LatentSRError
 from ..models import registry
 from ..models.autoencoder import LatentInterpolationAE
+from ..devices import pick_device
 from . import common
 from .data import (MODEL_PIXEL_SIZE, fixed_validation_stacks, load_reformat_stacks, load_time_stacks, load_volumes,
                    patient_of, sample_stacks, split_by_patient)
@@ -74,6 +75,9 @@ class AETrainingConfig:
     correction_sigma_mm: float = 0.0
     #: Factor on that correction at inference, recorded in the weights; chosen on validation.
     correction_gain: float = 1.0
+    #: Skip data files whose path contains any of these strings (e.g. the test patients of a
+    #: published evaluation); a user's data is used as given.
+    exclude: Sequence[str] = ()
 
 
 def corrected_middle(x0: torch.Tensor, x1: torch.Tensor, r0: torch.Tensor, r1: torch.Tensor, mixed: torch.Tensor,
@@ -141,15 +145,16 @@ def train(config: AETrainingConfig) -> Path:
     if config.temporal_fraction + config.reformat_fraction > 1:
         raise LatentSRError("--temporal-fraction and --reformat-fraction add up to more than 1")
     rank, world = common.distributed_context()
-    device = common.pick_device(config.device)
+    device = pick_device(config.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", rank % torch.cuda.device_count())
     rng = common.seed_everything(config.seed + rank)
     volumes = load_volumes(config.data, config.pixel_size, max_frames=config.max_cine_frames,
-                           progress=config.progress and rank == 0)
+                           progress=config.progress and rank == 0, exclude=config.exclude)
     if config.validation_data:
         train_volumes = volumes
-        validation_volumes = load_volumes(config.validation_data, config.pixel_size, progress=False)
+        validation_volumes = load_volumes(config.validation_data, config.pixel_size, progress=False,
+                                          exclude=config.exclude)
     else:
         train_volumes, validation_volumes = split_by_patient(volumes, config.validation_patients, config.seed)
     triplets = torch.from_numpy(fixed_validation_stacks(validation_volumes or train_volumes,
@@ -169,7 +174,8 @@ def train(config: AETrainingConfig) -> Path:
     def small_change_stacks(fraction: float, loader, problem: str) -> list:
         if fraction <= 0 or config.interp_weight <= 0:
             return []
-        stacks = [s for s in loader(config.data, config.pixel_size, progress=False) if patient_of(s) not in held]
+        stacks = [s for s in loader(config.data, config.pixel_size, progress=False, exclude=config.exclude)
+                  if patient_of(s) not in held]
         if not stacks:
             raise LatentSRError(problem)
         return stacks

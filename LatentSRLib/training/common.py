@@ -13,25 +13,6 @@ import torch
 from .. import LatentSRError
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda, else mps, else cpu; an explicit name is checked to exist."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError:
-        raise LatentSRError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise LatentSRError("device 'cuda' was asked for but no CUDA GPU is available")
-    if chosen.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise LatentSRError("device 'mps' was asked for but Apple's MPS is not available")
-    return chosen
-
-
 def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -44,19 +25,60 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays, paths and sets turned into what ``weights_only``
+    loading accepts: tensors, dicts, lists, tuples, strings, numbers, booleans and None."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if type(value) is tuple:
+        return tuple(plain(v) for v in value)
+    if isinstance(value, (list, tuple)):  # lists, and named tuples as lists
+        return [plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return [plain(v) for v in sorted(value, key=repr)]
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
 def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Save a resumable checkpoint of plain data only (see :func:`plain`), so loading never unpickles code."""
     path = checkpoint_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
+    torch.save(plain(state), temporary)
     os.replace(temporary, path)  # a crash mid-write never leaves a broken checkpoint
 
 
 def load_checkpoint(out: str | os.PathLike) -> dict[str, Any]:
+    """Load the checkpoint beside ``out`` with ``weights_only=True``: a crafted file cannot run code.
+
+    Raises:
+        LatentSRError: no checkpoint, or one holding anything but tensors and plain Python data.
+    """
     path = checkpoint_path(out)
     if not path.exists():
         raise LatentSRError(f"--resume: no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    if path.is_dir():
+        raise LatentSRError(f"--resume: {path} is a folder, not a checkpoint")
+    # numpy scalars (and their dtypes) rebuild from bytes, no code: allowed for checkpoints written
+    # before they were saved as plain numbers.
+    numpy_scalars = [np.dtype, getattr(np, "_core", getattr(np, "core", None)).multiarray.scalar,
+                     *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_))]
+    try:
+        with torch.serialization.safe_globals(numpy_scalars):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for forbidden objects; many types for garbage
+        first = " ".join(str(error).split())[:160]
+        raise LatentSRError(f"--resume: {path} is not a checkpoint that can be loaded safely "
+                            f"(only tensors and plain data are accepted; {type(error).__name__}: {first})") from None
+    if not isinstance(state, dict):
+        raise LatentSRError(f"--resume: {path} is not a LatentSR checkpoint")
+    return state
 
 
 def distributed_context() -> tuple[int, int]:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from ..models import registry
 from ..models.contrastive import (ContrastiveSR, Discriminators, LossWeights, discriminator_losses,
                                   generator_losses, thick_slice_degrade)
+from ..devices import pick_device
 from . import common
 from .data import (MODEL_PIXEL_SIZE, TrainingVolume, load_volumes, pad_to, patient_of, sample_stacks,
                    split_by_patient)
@@ -57,6 +58,8 @@ class ContrastiveTrainingConfig:
         val_k: rows skipped by the validation degradation; None: the LR scans' median factor k
             (7 for 10 mm slices at 1.4 mm). Rows averaged: k times the middle of ``thickness_range``.
         max_minutes: stop (after validating and checkpointing) once this wall time is passed.
+        exclude: skip data files whose path contains any of these strings (e.g. the test patients
+            of a published evaluation); a user's data is used as given.
     """
 
     hr: Sequence[str]
@@ -85,6 +88,7 @@ class ContrastiveTrainingConfig:
     max_cine_frames: int | None = 2
     pixel_size: float = MODEL_PIXEL_SIZE
     progress: bool = True
+    exclude: Sequence[str] = ()
 
 
 def linear_along_z(slices: np.ndarray, factor: int) -> np.ndarray:
@@ -179,10 +183,11 @@ def validate(model: ContrastiveSR, hr: torch.Tensor, degraded: torch.Tensor, bat
 def load_domains(config: ContrastiveTrainingConfig) -> tuple[list, list]:
     """All volumes of the HR and LR paths (the same list when the paths are the same)."""
     show = config.progress
-    hr_all = load_volumes(config.hr, config.pixel_size, max_frames=config.max_cine_frames, progress=show)
+    hr_all = load_volumes(config.hr, config.pixel_size, max_frames=config.max_cine_frames, progress=show,
+                          exclude=config.exclude)
     same = sorted(map(str, config.lr)) == sorted(map(str, config.hr))
     lr_all = hr_all if same else load_volumes(config.lr, config.pixel_size, max_frames=config.max_cine_frames,
-                                              progress=show)
+                                              progress=show, exclude=config.exclude)
     return hr_all, lr_all
 
 
@@ -205,8 +210,11 @@ def train(config: ContrastiveTrainingConfig, loaded: tuple[list, list] | None = 
     (lowest validation SR L1) to ``config.out``. Returns ``config.out``.
 
     ``loaded``: volumes already read by :func:`load_domains` (experiments reuse one load)."""
-    device = common.pick_device(config.device)
-    rng = common.seed_everything(config.seed)
+    rank, world = common.distributed_context()  # under torchrun: one process per GPU (or CPU rank)
+    device = pick_device(config.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    rng = common.seed_everything(config.seed)  # the same initial weights on every rank
     weights = dataclasses.replace(config.weights, nce=config.weights.nce if config.use_contrastive else 0.0)
     hr_train, lr_train, validation = prepare_data(config, loaded)
     val_k = config.val_k or int(np.median([lr_factor(v, config.pixel_size) for v in lr_train]))
@@ -234,12 +242,14 @@ def train(config: ContrastiveTrainingConfig, loaded: tuple[list, list] | None = 
         elapsed_before = state.get("seconds", 0.0)
         rng = np.random.default_rng(state["seed_sequence"])
         torch.manual_seed(state["seed_sequence"])
-    torch_generator = torch.Generator().manual_seed(config.seed)
+    if rank:  # each rank samples its own patches; rank 0 draws as a single process does
+        rng = np.random.default_rng([int(rng.integers(1 << 31)), rank])
+    torch_generator = torch.Generator().manual_seed(config.seed + rank)
     started = time.time()
     out_of_time = False
     for epoch in range(start_epoch, config.epochs):
         bar = tqdm(range(config.steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not config.progress, leave=False)
+                   disable=not (config.progress and rank == 0), leave=False)
         sums: dict[str, float] = {}
         steps = 0
         for _ in bar:
@@ -249,7 +259,7 @@ def train(config: ContrastiveTrainingConfig, loaded: tuple[list, list] | None = 
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
             bar.set_postfix({k: f"{v:.3f}" for k, v in terms.items() if k in ("total", "cycle", "nce")})
-            if config.max_minutes is not None and (time.time() - started) / 60 > config.max_minutes:
+            if config.max_minutes is not None and _any_rank((time.time() - started) / 60 > config.max_minutes, device):
                 out_of_time = True
                 break
         seconds = elapsed_before + time.time() - started
@@ -258,15 +268,19 @@ def train(config: ContrastiveTrainingConfig, loaded: tuple[list, list] | None = 
                   "seconds": round(seconds, 1), **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()},
                   **{f"val_{k}": v for k, v in scores.items()}}
         history.append(record)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), flush=True)
+        if rank == 0:  # every rank holds the same weights (averaged gradients); rank 0 writes
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
+                  flush=True)
         if scores["sr_l1"] < best:
             best = scores["sr_l1"]
-            export(model, config, weights, history, Path(config.out), device)
-        common.save_checkpoint(config.out, {
-            "model": model.state_dict(), "discriminators": discs.state_dict(), "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(), "epoch": epoch + 1, "best": best, "history": history,
-            "seconds": seconds, "seed_sequence": int(rng.integers(1 << 31)),
-            "config": dataclasses.asdict(config)})
+            if rank == 0:
+                export(model, config, weights, history, Path(config.out), device)
+        if rank == 0:
+            common.save_checkpoint(config.out, {
+                "model": model.state_dict(), "discriminators": discs.state_dict(), "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(), "epoch": epoch + 1, "best": best, "history": history,
+                "seconds": seconds, "seed_sequence": int(rng.integers(1 << 31)),
+                "config": dataclasses.asdict(config)})
         if out_of_time:
             print(f"stopping after {epoch + 1} epochs: max_minutes {config.max_minutes} reached", flush=True)
             break
@@ -287,6 +301,27 @@ def train_step(model: ContrastiveSR, discs: Discriminators, opt_g, opt_d, hr_vol
                          thicknesses)
 
 
+def _average_gradients(module: torch.nn.Module) -> None:
+    """Under torchrun, average gradients over the ranks (DistributedDataParallel's job; it cannot do it
+    here because the losses call submodules, not ``forward``). No-op in a single process."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+    for parameter in module.parameters():
+        if parameter.grad is not None:  # the same parameters on every rank (the same graph)
+            torch.distributed.all_reduce(parameter.grad)
+            parameter.grad /= world
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if it is True on any (so all ranks stop at the same step)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    value = torch.tensor([float(flag)], device=device)  # NCCL reduces tensors on this rank's GPU
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def step_on_batch(model, discs, opt_g, opt_d, y_s, x_t, ks, phases, weights, torch_generator=None,
                   thicknesses=None) -> dict[str, float]:
     """Generator update (all generator terms) then discriminator update; returns the loss values."""
@@ -295,12 +330,14 @@ def step_on_batch(model, discs, opt_g, opt_d, y_s, x_t, ks, phases, weights, tor
     terms, flows = generator_losses(model, discs, y_s, x_t, ks, phases, weights, torch_generator, thicknesses)
     opt_g.zero_grad(set_to_none=True)
     terms["total"].backward()
+    _average_gradients(model)
     opt_g.step()
     for p in discs.parameters():
         p.requires_grad_(True)
     d_terms = discriminator_losses(discs, flows, x_t)
     opt_d.zero_grad(set_to_none=True)
     d_terms["total"].backward()
+    _average_gradients(discs)
     opt_d.step()
     values = {k: float(v.detach()) for k, v in terms.items()}
     values.update({k: float(v.detach()) for k, v in d_terms.items() if k != "total"})

@@ -14,15 +14,8 @@ from .. import LatentSRError
 from ..intensity import normalise
 from ..volume import Volume, find_images, read, resample_inplane
 
-#: ACDC patients with 5 mm slices: the test set of the paper's protocol. Never trained on.
-TEST_PATIENTS = ("patient035", "patient075", "patient081", "patient082", "patient084", "patient085")
-
 #: In-plane pixel size the models work at (Sander et al. 2020).
 MODEL_PIXEL_SIZE = 1.4
-
-
-def is_test_case(path: str | os.PathLike) -> bool:
-    return any(p in str(path) for p in TEST_PATIENTS)
 
 
 @dataclasses.dataclass
@@ -35,17 +28,17 @@ class TrainingVolume:
 
 
 def load_volumes(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_PIXEL_SIZE,
-                 exclude_test: bool = True, max_frames: int | None = None,
+                 exclude: Sequence[str] = (), max_frames: int | None = None,
                  progress: bool = True) -> list[TrainingVolume]:
     """Read image files or folders into normalised, in-plane resampled frames.
 
     Args:
         paths: files or folders (searched recursively; segmentation masks skipped).
         pixel_size: in-plane pixel size in mm the model is trained at.
-        exclude_test: drop the ACDC 5 mm test patients, so they can never leak into training.
+        exclude: drop files whose path contains any of these strings.
         max_frames: for cines, keep at most this many frames per file (evenly spaced).
     """
-    files = training_files(paths, exclude_test)
+    files = training_files(paths, exclude)
     if not files:
         raise LatentSRError(f"no training images found under {', '.join(map(str, paths))}")
     volumes: list[TrainingVolume] = []
@@ -63,9 +56,11 @@ def load_volumes(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_P
     return volumes
 
 
-def training_files(paths: Sequence[str | os.PathLike], exclude_test: bool = True) -> list[str]:
-    """Image files under ``paths``, without the ACDC 5 mm test patients when ``exclude_test``."""
-    return [f for f in find_images(paths) if not (exclude_test and is_test_case(f))]
+def training_files(paths: Sequence[str | os.PathLike], exclude: Sequence[str] = ()) -> list[str]:
+    """Image files under ``paths``, without those whose path contains any of ``exclude`` (e.g. the
+    test patients of a published evaluation: the scripts that train the bundled weights pass them;
+    a user's data is used as given)."""
+    return [f for f in find_images(paths) if not any(pattern in str(f) for pattern in exclude)]
 
 
 def in_model_space(volume: Volume, pixel_size: float) -> np.ndarray:
@@ -75,7 +70,7 @@ def in_model_space(volume: Volume, pixel_size: float) -> np.ndarray:
 
 
 def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_PIXEL_SIZE,
-                     strides: Sequence[int] = (1, 2, 3), exclude_test: bool = True,
+                     strides: Sequence[int] = (1, 2, 3), exclude: Sequence[str] = (),
                      progress: bool = True) -> list[TrainingVolume]:
     """Each slice of each cine as a stack over time: (T', Y, X) with every ``stride``-th frame.
 
@@ -85,7 +80,7 @@ def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MOD
     Only files with at least 3 frames contribute (4D cines); still acquired data only.
     """
     stacks: list[TrainingVolume] = []
-    for file in tqdm(training_files(paths, exclude_test), desc="loading cines", unit="file", disable=not progress):
+    for file in tqdm(training_files(paths, exclude), desc="loading cines", unit="file", disable=not progress):
         volume = read(file)
         if volume.n_frames < 3:
             continue
@@ -101,7 +96,7 @@ def load_time_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MOD
 
 
 def load_reformat_stacks(paths: Sequence[str | os.PathLike], pixel_size: float = MODEL_PIXEL_SIZE,
-                         strides: Sequence[int] = (1, 2, 3), exclude_test: bool = True,
+                         strides: Sequence[int] = (1, 2, 3), exclude: Sequence[str] = (),
                          max_frames: int | None = 1, progress: bool = True) -> list[TrainingVolume]:
     """Through-plane reformats of each scan as stacks along the in-plane axes.
 
@@ -116,7 +111,7 @@ def load_reformat_stacks(paths: Sequence[str | os.PathLike], pixel_size: float =
     from ..interpolate import through_plane_planes
 
     stacks: list[TrainingVolume] = []
-    for file in tqdm(training_files(paths, exclude_test), desc="loading reformats", unit="file", disable=not progress):
+    for file in tqdm(training_files(paths, exclude), desc="loading reformats", unit="file", disable=not progress):
         volume = read(file)
         if volume.array.shape[1] < 2:
             continue

@@ -17,11 +17,11 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
-from .. import LatentSRError
-from ..calibrate import GridRow, choose, correction_grid, grid_markdown, reformat_cases
-from ..models import registry
-from ..volume import read
-from .autoencoder import AETrainingConfig, train
+from . import LatentSRError
+from .calibrate import GridRow, choose, correction_grid, grid_markdown, reformat_cases
+from .models import registry
+from .training.autoencoder import AETrainingConfig, train
+from .volume import read
 
 
 @dataclasses.dataclass

@@ -1,0 +1,309 @@
+"""Super-resolution in a background process: start, poll progress, cancel, result. No Qt, no Slicer.
+
+    job = background.start(volume, ["ae", "bspline"], factor=4)
+    while not job.done():
+        print(job.progress())          # "AE (1 of 2): frame 7 of 30, 0:12 elapsed, about 0:40 left"
+    results = job.result()             # {"ae": Volume, "bspline": Volume}; job.cancel() instead stops it
+
+Why a process rather than a worker thread (the choice SlicerTotalSegmentator, MONAIAuto3DSeg and
+SlicerNNUnet made too):
+- Cancel is immediate and complete: the process is terminated even in the middle of one long
+  convolution or SimpleITK filter, which a thread cannot be (Python cannot stop a thread, and a
+  thread only sees a cancel flag between units of work).
+- The GUI never competes for the GIL with numpy/scipy/SimpleITK code that holds it, so Slicer
+  stays responsive; and a crash or an out-of-memory kill of the worker cannot take Slicer down.
+- Nothing is left behind: inputs and outputs live in one temporary folder, removed on cancel, on
+  failure and after the result is read. The cost, starting Python and passing the volume through
+  a file (a few seconds, small next to a learned method's run), is paid once per run.
+
+Files in the job folder: ``job.json`` (options), ``input.npz`` (the Volume, exact geometry),
+``progress.json`` (rewritten atomically by the worker), ``result_<i>.npz`` and
+``confidence_<i>.npz`` per method, ``done.json`` (notes) or ``error.json`` (message, traceback),
+``worker.log`` (the worker's output, for the log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import LatentSRError
+from .pipeline import Cancelled, Run
+from .volume import Volume
+
+log = logging.getLogger(__name__)
+_LIBRARY_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+def save_volume(path: str | os.PathLike, volume: Volume) -> None:
+    """Write a Volume with its exact geometry (no rounding, no pixel-type cast) to an ``.npz`` file."""
+    np.savez(path, array=volume.array, spacing=volume.spacing, origin=volume.origin, direction=volume.direction,
+             pixel_type=str(np.dtype(volume.pixel_type)), time=(volume.time_spacing, volume.time_origin),
+             is_4d=volume.is_4d)
+
+
+def load_volume(path: str | os.PathLike) -> Volume:
+    with np.load(path) as data:
+        return Volume(data["array"], tuple(data["spacing"]), tuple(data["origin"]), data["direction"],
+                      np.dtype(str(data["pixel_type"])), float(data["time"][0]), float(data["time"][1]),
+                      bool(data["is_4d"]))
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where a job stands: overall fraction, the method running (k of m), frame i of n, times."""
+
+    fraction: float
+    method: str | None
+    method_number: int
+    methods: int
+    frame: int
+    frames: int
+    elapsed: float
+    remaining: float | None
+    notes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        from .pipeline import LABELS
+        if self.method is None:
+            return f"Starting... {_clock(self.elapsed)} elapsed"
+        text = "Checking the methods" if self.method == "check" else LABELS.get(self.method, self.method)
+        if self.methods > 1:
+            text += f" ({self.method_number} of {self.methods})"
+        if self.frames > 1:
+            text += f": frame {self.frame} of {self.frames}"
+        text += f", {_clock(self.elapsed)} elapsed"
+        if self.remaining is not None:
+            text += f", about {_clock(self.remaining)} left"
+        return text
+
+
+class Job:
+    """One background run; see :func:`start`. Not thread-safe: poll it from one thread."""
+
+    def __init__(self, process: subprocess.Popen, folder: Path, methods: list[str], frames: int,
+                 kind: str = "super-resolve"):
+        self.process, self.folder, self.methods, self.frames, self.kind = process, folder, methods, frames, kind
+        self.started = time.monotonic()
+        self.cancelled = False
+        self.notes: list[str] = []                  # e.g. a GPU out of memory, retried on the CPU
+        self.confidences: dict[str, Volume] = {}    # per method that yields a confidence volume
+        self._results: dict[str, Volume] | None = None
+        self._state: dict | None = None
+
+    def done(self) -> bool:
+        """Whether the worker has exited (successfully or not) or the job was cancelled."""
+        return self.cancelled or self.process.poll() is not None
+
+    def progress(self) -> Progress:
+        elapsed = time.monotonic() - self.started
+        state = (_read_json(self.folder / "progress.json") if not self.cancelled else None) or self._state
+        self._state = state  # kept: the folder goes once the result is read
+        if not state:
+            return Progress(0.0, None, 0, len(self.methods), 0, self.frames, elapsed, None)
+        fraction = float(state["fraction"])
+        # A straight-line estimate over the whole job (the first seconds include Python's start-up).
+        remaining = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
+        return Progress(fraction, state["method"], state["number"], len(self.methods), state["frame"],
+                        self.frames, elapsed, remaining, tuple(state.get("notes", ())))
+
+    def cancel(self) -> None:
+        """Stop the worker at once and remove its folder; :meth:`result` then raises Cancelled."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.cancelled = True
+        self._cleanup()
+
+    def result(self, timeout: float | None = None):
+        """Wait for the worker and return {method: Volume} (confidences are in :attr:`confidences`),
+        or for :func:`start_check` the :class:`~LatentSRLib.check.CheckResult`.
+
+        Raises:
+            Cancelled: the job was cancelled. LatentSRError: the worker failed (one readable line;
+                the traceback and the worker's output go to the log).
+        """
+        if self._results is not None:
+            return self._results
+        if self.cancelled:
+            raise Cancelled("cancelled by the user")
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise LatentSRError(f"the background run did not finish within {timeout:g} s") from None
+        self.progress()  # the last report, before the folder goes
+        try:
+            error = _read_json(self.folder / "error.json")
+            if error is not None or self.process.returncode != 0:
+                log.error("LatentSR background run failed:\n%s\n%s", (error or {}).get("traceback", ""),
+                          _read_text(self.folder / "worker.log"))
+                if error is None:
+                    raise LatentSRError(f"the background run stopped unexpectedly (exit code "
+                                        f"{self.process.returncode}); see the log for details")
+                raise LatentSRError(error["message"])
+            done = _read_json(self.folder / "done.json") or {}
+            self.notes = list(done.get("notes", []))
+            if self.kind == "check":
+                from .check import from_dict
+                self._results = from_dict(done["check"])
+                return self._results
+            self.confidences = {m: load_volume(self.folder / f"confidence_{i}.npz")
+                                for i, m in enumerate(self.methods) if (self.folder / f"confidence_{i}.npz").exists()}
+            self._results = {m: load_volume(self.folder / f"result_{i}.npz") for i, m in enumerate(self.methods)}
+        finally:
+            self._cleanup()
+        return self._results
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __del__(self):  # a job dropped while running must not leave a process or files behind
+        try:
+            if not self.done():
+                self.cancel()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-20000:]
+    except OSError:
+        return ""
+
+
+def start(volume: Volume, methods: str | Sequence[str], factor: int | None = None, spacing: float | None = None,
+          *, axis: int | None = None, device: str = "auto", weights: str | dict[str, str] | None = None,
+          keep_original: bool = True, batch_slices: int = 16, python: str | None = None) -> Job:
+    """Start super-resolving ``volume`` with each method in a new Python process; returns at once.
+
+    Args:
+        methods: a method name or several (run in turn, in one process).
+        weights: for learned methods: one bundled name or file for all, or {method: weights}.
+        python: the interpreter to run (default this one; Slicer passes its PythonSlicer).
+        Others as :func:`LatentSRLib.pipeline.super_resolve`.
+    """
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    if not methods:
+        raise LatentSRError("choose at least one method")
+    from .pipeline import METHODS
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise LatentSRError(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})")
+    options = {"kind": "super-resolve", "methods": methods, "factor": factor, "spacing": spacing, "axis": axis,
+               "device": device, "weights": weights, "keep_original": keep_original, "batch_slices": batch_slices}
+    return _launch(volume, options, methods, volume.n_frames, python)
+
+
+def start_check(volume: Volume, methods: Sequence[str] | None = None, max_seconds: float = 30.0, *,
+                frame: int = 0, device: str = "auto", weights: dict[str, str] | None = None,
+                python: str | None = None) -> Job:
+    """Start :func:`LatentSRLib.check.check_scan` on ``volume`` in a new process; :meth:`Job.result`
+    returns its :class:`~LatentSRLib.check.CheckResult`. Only ``frame`` is sent to the worker."""
+    if not 0 <= frame < volume.n_frames:
+        raise LatentSRError(f"frame {frame} does not exist (the scan has {volume.n_frames})")
+    single = volume.with_array(volume.array[frame:frame + 1])
+    options = {"kind": "check", "methods": None if methods is None else list(methods), "max_seconds": max_seconds,
+               "frame": frame, "device": device, "weights": weights}
+    return _launch(single, options, ["check"], 1, python)
+
+
+def _launch(volume: Volume, options: dict, methods: list[str], frames: int, python: str | None) -> Job:
+    folder = Path(tempfile.mkdtemp(prefix="latentsr-job-"))
+    try:
+        save_volume(folder / "input.npz", volume)
+        (folder / "job.json").write_text(json.dumps(options))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([_LIBRARY_PARENT, *filter(None, [env.get("PYTHONPATH")])])
+        with open(folder / "worker.log", "wb") as output:
+            process = subprocess.Popen([python or sys.executable, "-m", "LatentSRLib.background", str(folder)],
+                                       stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return Job(process, folder, methods, frames, options["kind"])
+
+
+def _worker(folder: Path) -> int:
+    """The background process: run each method, write results, progress and notes to ``folder``."""
+    from .fallback import super_resolve_with_fallback
+    options = json.loads((folder / "job.json").read_text())
+    methods, notes = options["methods"] or ["check"], []
+    volume = load_volume(folder / "input.npz")
+    last = [0.0]
+
+    def report(number: int, fraction: float, force: bool = False) -> None:
+        if not force and time.monotonic() - last[0] < 0.2:
+            return
+        last[0] = time.monotonic()
+        frame = min(volume.n_frames, int(fraction * volume.n_frames) + 1)
+        state = {"fraction": (number + fraction) / len(methods), "method": methods[number], "number": number + 1,
+                 "frame": frame, "notes": notes}
+        temporary = folder / "progress.json.tmp"
+        temporary.write_text(json.dumps(state))
+        os.replace(temporary, folder / "progress.json")
+
+    try:
+        if options["kind"] == "check":
+            from .check import check_scan, to_dict
+            result = check_scan(volume, options["methods"], options["max_seconds"], device=options["device"],
+                                weights=options["weights"], progress=lambda fraction: report(0, fraction))
+            data = {**to_dict(result), "frame": options["frame"]}  # the worker got that frame alone
+            (folder / "done.json").write_text(json.dumps({"notes": notes, "check": data}))
+            return 0
+        for number, method in enumerate(methods):
+            weights = options["weights"]
+            if isinstance(weights, dict):
+                weights = weights.get(method)
+            from .pipeline import LEARNED
+            run = Run(device=options["device"], weights=weights if method in LEARNED else None,
+                      keep_original=options["keep_original"], batch_slices=options["batch_slices"],
+                      progress=lambda fraction, number=number: report(number, fraction))
+            report(number, 0.0, force=True)
+            result, run = super_resolve_with_fallback(volume, method, options["factor"], options["spacing"],
+                                                      axis=options["axis"], run=run, notify=notes.append)
+            save_volume(folder / f"result_{number}.npz", result)
+            confidence = getattr(run, "confidence", None)
+            if confidence is not None:
+                save_volume(folder / f"confidence_{number}.npz", confidence)
+            report(number, 1.0, force=True)
+    except Exception as error:  # noqa: BLE001 - everything becomes one readable line for the user
+        import traceback
+        message = str(error) if isinstance(error, LatentSRError) else f"{type(error).__name__}: {error}"
+        (folder / "error.json").write_text(json.dumps({"message": message, "traceback": traceback.format_exc()}))
+        return 1
+    (folder / "done.json").write_text(json.dumps({"notes": notes}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(Path(sys.argv[1])))

@@ -1,0 +1,7 @@
+"""``python -m LatentSRLib.cli`` (used by torchrun for multi-process training)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""What a cohort run records: per-study sidecar JSON files, input checksums, and manifest.csv.
+
+A cohort run (:mod:`LatentSRLib.cohort`) writes, next to every finished output ``X.nii.gz``, a small
+sidecar ``X.nii.gz.json`` holding the input's sha256 and the options that shaped the output. The
+sidecar, not the manifest, is what a re-run trusts to skip a study, because it is written (atomically)
+the moment that study finishes: a run killed half-way (SIGKILL, node lost, walltime hit) never gets to
+write ``manifest.csv``, yet every study it finished is still recognised. The order is output first,
+sidecar second, so a sidecar never vouches for a missing or partial output; an output without a
+sidecar is treated as unfinished and redone.
+
+``manifest.csv`` is the human- and script-readable summary written (atomically) at the end of a run:
+one row per input, columns :data:`COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+#: manifest.csv columns, in order.
+COLUMNS = ("input", "output", "method", "factor", "weights_sha256", "seconds", "status", "error")
+#: Study outcomes: written now, skipped (a matching sidecar says it is done), failed, or not run
+#: (the run was interrupted before the study finished).
+DONE, SKIPPED, FAILED, NOT_RUN = "done", "skipped", "failed", "not-run"
+SIDECAR_SUFFIX = ".json"
+#: Prefix of temporary files (the same as :func:`LatentSRLib.volume.write` uses): never results.
+TEMPORARY_PREFIX = ".latentsr-"
+
+
+@dataclasses.dataclass
+class Record:
+    """The outcome of one study; one manifest row."""
+
+    input: str
+    output: str = ""
+    method: str = ""
+    factor: int | None = None
+    weights_sha256: str = ""
+    seconds: float = 0.0
+    status: str = NOT_RUN
+    error: str = ""
+
+    def row(self) -> list[str]:
+        return [self.input, self.output, self.method, "" if self.factor is None else str(self.factor),
+                self.weights_sha256, f"{self.seconds:.3f}", self.status, self.error]
+
+
+def input_sha256(path: str | os.PathLike) -> str:
+    """sha256 of an input file, or of a DICOM folder (its files' relative names and bytes, sorted)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def sidecar_path(output: str | os.PathLike) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + SIDECAR_SUFFIX)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary file beside ``path``, then rename it over ``path`` (never partial).
+
+    The pid in the temporary name lets :func:`LatentSRLib.atomic.clean_stale` tell a killed run's
+    leftovers from a live run's; ``os.open`` with mode 0o666 gives the user's umask (mkstemp: 0o600).
+    """
+    temporary = path.parent / f"{TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.tmp"
+    try:
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_sidecar(output: str | os.PathLike, content: dict[str, Any]) -> Path:
+    path = sidecar_path(output)
+    _write_atomic(path, json.dumps(content, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def read_sidecar(output: str | os.PathLike) -> dict[str, Any] | None:
+    """The sidecar of ``output``, or None when it is missing or unreadable (treated as not done)."""
+    try:
+        return json.loads(sidecar_path(output).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_finished(output: str | os.PathLike, sha256: str, options: dict[str, Any]) -> bool:
+    """True when ``output`` exists and its sidecar records this input checksum and these options."""
+    record = read_sidecar(output)
+    return (Path(output).is_file() and record is not None and record.get("input_sha256") == sha256
+            and record.get("options") == options)
+
+
+def write_manifest(records: Iterable[Record], path: str | os.PathLike) -> Path:
+    """manifest.csv, atomically (a reader sees the previous manifest or the new one, never half)."""
+    path = Path(path)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for record in records:
+        writer.writerow(record.row())
+    _write_atomic(path, buffer.getvalue())
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: LatentSR's own messages as they are, others with their type."""
+    from . import LatentSRError
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if isinstance(error, LatentSRError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

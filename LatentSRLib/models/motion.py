@@ -1,0 +1,97 @@
+"""The motion-aware refiner: a small U-Net that blends motion-compensated candidates per pixel.
+
+In the spirit of the RIFE / IFRNet frame-interpolation family, but on top of a fixed classical flow
+rather than a learned one: for a new slice at position t between acquired slices A and B, the
+candidates are linear interpolation and the one-sided warps of A and B along two optical-flow
+estimates (:func:`LatentSRLib.opticalflow.candidates`). The network sees the neighbours, the
+candidates, the estimators' agreement and t, and returns a per-pixel softmax over the candidates plus
+a small bounded residual:
+
+    out = sum_k softmax(w)_k * candidate_k + residual_scale * tanh(r)
+
+Because linear interpolation is one of the candidates, the network can fall back to it wherever the
+warps are wrong, and its weight on linear is a learned confidence (1 - w_linear).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+#: The candidate images, in the order of the network's blend weights.
+CANDIDATES = ("linear", "dis_a", "dis_b", "farneback_a", "farneback_b")
+#: The input channels (9): the two neighbours, the candidates, the estimators' agreement and t.
+INPUTS = ("a", "b") + CANDIDATES + ("confidence", "t")
+
+
+def _conv(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 convolution + LeakyReLU (shape-preserving)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class MotionRefiner(nn.Module):
+    """Per-pixel candidate blend + residual from a small U-Net.
+
+    One convolution at full resolution, two per coarser level (each halves the resolution): the
+    blend weights are smooth, so most of the work is done at 1/2 and 1/4 resolution, which keeps the
+    network cheap enough to train and run on a CPU (~60k parameters at the default widths).
+
+    Args:
+        in_channels: len(INPUTS) = 9.
+        candidates: len(CANDIDATES) = 5.
+        widths: channels at full, 1/2, 1/4, ... resolution.
+        residual_scale: bound of the residual, in normalised intensity units.
+
+    Shapes:
+        forward(inputs (B, in_channels, H, W), candidates (B, candidates, H, W))
+        -> (image (B, 1, H, W), weights (B, candidates, H, W)); H and W any size (padded inside).
+    """
+
+    def __init__(self, in_channels: int = len(INPUTS), candidates: int = len(CANDIDATES),
+                 widths: tuple[int, ...] = (16, 32, 64), residual_scale: float = 0.1) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        self.config = dict(in_channels=in_channels, candidates=candidates, widths=list(widths),
+                           residual_scale=residual_scale)
+        self.residual_scale = residual_scale
+        self.stem = _conv(in_channels, widths[0])
+        self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1]), _conv(widths[i + 1], widths[i + 1]))
+                                  for i in range(len(widths) - 1))
+        self.up = nn.ModuleList(_conv(widths[i] + widths[i + 1], widths[i]) for i in range(len(widths) - 1))
+        self.head = nn.Conv2d(widths[0], candidates + 1, 1)
+        self.multiple = 2 ** (len(widths) - 1)
+
+    def forward(self, inputs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        height, width = inputs.shape[-2:]
+        pad = (0, (-width) % self.multiple, 0, (-height) % self.multiple)
+        x = self.stem(F.pad(inputs, pad, mode="replicate"))
+        skips = [x]
+        for block in self.down:
+            x = block(F.avg_pool2d(x, 2))
+            skips.append(x)
+        for i in reversed(range(len(self.up))):
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            x = self.up[i](torch.cat([x, skips[i]], 1))
+        out = self.head(x)[..., :height, :width]
+        weights = torch.softmax(out[:, :-1], 1)
+        image = (weights * candidates).sum(1, keepdim=True) + self.residual_scale * torch.tanh(out[:, -1:])
+        return image, weights
+
+
+def network_inputs(a, b, t: float, flows: dict | None = None):
+    """The refiner's inputs for position ``t`` between normalised slices ``a`` and ``b`` (numpy).
+
+    Returns:
+        (inputs (len(INPUTS), Y, X) float32, candidates (len(CANDIDATES), Y, X) float32, parts: the
+        dict of :func:`LatentSRLib.opticalflow.candidates`).
+    """
+    import numpy as np
+
+    from ..opticalflow import candidates
+
+    parts = candidates(a, b, t, flows)
+    named = {"a": a, "b": b, "t": np.full_like(a, t, dtype=np.float32), **parts}
+    inputs = np.stack([np.asarray(named[k], np.float32) for k in INPUTS])
+    first = INPUTS.index(CANDIDATES[0])
+    return inputs, inputs[first:first + len(CANDIDATES)], parts

@@ -1,0 +1,88 @@
+"""The panel's run lifecycle without Qt: start (after installing what is needed), poll, cancel, finish.
+
+The widget calls :meth:`PanelRunner.start` from a button and :meth:`PanelRunner.poll` from a Qt
+timer, and shows each :class:`Update` it gets back: a percentage, one status line, and at the end
+the new nodes, a check table, or one readable error (its details go to the log). Nothing here
+waits for the work or pumps Qt events, so Slicer stays usable while it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+from .. import LatentSRError
+from ..check import CheckResult
+from ..pipeline import Cancelled
+from .install import ensure_requirements
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Update:
+    """What the panel shows after a call: progress, status, and what finished."""
+
+    percent: int
+    status: str
+    running: bool
+    error: str | None = None           # one readable line for a dialog
+    outputs: list | None = None        # a finished run: [input, output per method]
+    check: CheckResult | None = None   # a finished check
+
+
+class PanelRunner:
+    """Holds the panel's current background job (a :class:`.jobs.NodeJob` or :class:`.checking.CheckJob`)."""
+
+    def __init__(self) -> None:
+        self.job = None
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None
+
+    def start(self, methods: list[str], start: Callable[[], object], confirm: Callable[[str], bool] | None = None,
+              report: Callable[[str], None] | None = None) -> Update:
+        """Install what ``methods`` need (asking ``confirm``), then ``start()`` the job."""
+        try:
+            if not ensure_requirements(methods, confirm, report):
+                return Update(0, "Nothing was done: the required Python packages are not installed.", False)
+            self.job = start()
+        except Exception as error:  # noqa: BLE001 - one readable line; details in the log
+            return self._failed(error)
+        return self.poll()
+
+    def cancel(self) -> Update:
+        """Stop the job at once: nothing is added to the scene (without a job, nothing happens)."""
+        if self.job is not None:
+            self.job.cancel()
+        return self.poll()
+
+    def poll(self) -> Update:
+        job = self.job
+        if job is None:
+            return Update(0, "", False)  # nothing runs (a cancel without a job)
+        progress = job.progress()
+        percent = int(round(100 * progress.fraction))
+        if not job.done():
+            return Update(percent, "\n".join([str(progress), *progress.notes]), True)
+        self.job = None
+        try:
+            result = job.finish()
+        except Cancelled:
+            return Update(0, "Cancelled: nothing was added to the scene.", False)
+        except Exception as error:  # noqa: BLE001
+            return self._failed(error)
+        if isinstance(result, CheckResult):
+            return Update(100, job.summary(), False, check=result)
+        return Update(100, job.summary(), False, outputs=[job.node, *result])
+
+    @staticmethod
+    def _failed(error: Exception) -> Update:
+        if isinstance(error, LatentSRError):
+            message = str(error)
+        else:
+            log.exception("LatentSR failed", exc_info=error)
+            message = f"LatentSR failed: {type(error).__name__}: {error} (details in the log)"
+        return Update(0, message, False, error=message)

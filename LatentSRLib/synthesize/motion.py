@@ -1,0 +1,83 @@
+"""Inference of the motion-aware refiner: flow candidates per slice pair, blended by the network.
+
+Per frame and per gap between acquired slices A and B: both optical flows once
+(:func:`LatentSRLib.opticalflow.estimate_flows`), then for each new position t = j / k the
+refiner's inputs (:func:`LatentSRLib.models.motion.network_inputs`) and one batched forward pass.
+The refiner's weight on linear interpolation is its own confidence; the scan self-check of the
+``flow`` method (re-creating acquired slices at twice the gap, with the refiner) scales both the
+correction to linear and the confidence, so that on a scan where the refiner does not beat linear
+on its own slices the result is linear interpolation.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from .. import LatentSRError
+from ..devices import pick_device
+from ..models import registry
+from ..models.motion import MotionRefiner, network_inputs
+from ..opticalflow import cv2_threads, estimate_flows
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str, digest: str, device: str) -> tuple[MotionRefiner, dict]:
+    content = registry.load(path, "motion")
+    model = MotionRefiner(**content["config"])
+    try:
+        model.load_state_dict(content["state_dict"])
+    except RuntimeError:
+        raise LatentSRError(f"{path} does not match the motion refiner's architecture {content['config']}") from None
+    return model.to(device).eval(), content.get("meta", {})
+
+
+def load_model(weights: str | None, device: torch.device) -> tuple[MotionRefiner, dict]:
+    """The (cached) refiner for a bundled name or weights file, in eval mode on ``device``."""
+    path, _ = registry.resolve(weights, "motion")
+    if not path.exists():
+        raise LatentSRError(f"weights file is missing: {path}")
+    return _load(str(path), registry.sha256(path), str(device))
+
+
+def _refine(model: MotionRefiner, device: torch.device, a: np.ndarray, b: np.ndarray, positions,
+            flows=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(image, weight on linear, linear) at each position in ``positions`` between a and b."""
+    flows = flows or estimate_flows(a, b)
+    built = [network_inputs(a, b, t, flows) for t in positions]
+    inputs = torch.from_numpy(np.stack([x for x, _, _ in built])).to(device)
+    candidates = torch.from_numpy(np.stack([c for _, c, _ in built])).to(device)
+    with torch.inference_mode():
+        images, weights = model(inputs, candidates)
+    images, linear_weight = images[:, 0].float().cpu().numpy(), weights[:, 0].float().cpu().numpy()
+    return [(images[k], linear_weight[k], parts["linear"]) for k, (_, _, parts) in enumerate(built)]
+
+
+def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndarray:
+    """The pipeline contract: (T, Z, Y, X) normalised -> (T, (Z - 1) * factor + 1, Y, X); sets
+    ``run.confidence``."""
+    from ..methods.flow import over_pairs, scan_confidence
+
+    device = pick_device(run.device)
+    model, _ = load_model(run.weights, device)
+    cv2_threads(1)
+    frames, n = array.shape[:2]
+    out = np.empty((frames, (n - 1) * factor + 1, *array.shape[2:]), np.float32)
+    confidence = np.empty_like(out)
+
+    def midway(a, b):
+        return _refine(model, device, a, b, [0.5])[0][0]
+
+    for t in range(frames):
+        trust = scan_confidence(array[t], midway)
+
+        def between(a, b, k, trust=trust):
+            refined = _refine(model, device, a, b, [j / k for j in range(1, k)])
+            return [(linear + trust * (image - linear), (trust * (1.0 - w_linear)).astype(np.float32))
+                    for image, w_linear, linear in refined]
+
+        out[t], confidence[t] = over_pairs(array[t], factor, between, run, t * (n - 1), frames * (n - 1))
+    run.confidence = confidence
+    return out
