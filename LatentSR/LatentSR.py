@@ -28,6 +28,7 @@ if _folder not in sys.path:
 
 import LatentSRLib.slicer as lsr  # noqa: E402  (needs the path set above)
 from LatentSRLib import LatentSRError  # noqa: E402
+from LatentSRLib.methods import DEFAULT as DEFAULT_METHOD  # noqa: E402
 from LatentSRLib.pipeline import Cancelled  # noqa: E402
 
 HOMEPAGE = "https://github.com/LatentSR/LatentSR"  # placeholder until the repository is public
@@ -63,7 +64,7 @@ class LatentSRParameterNode:
 
     inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]
     roi: Optional[vtkMRMLMarkupsROINode]
-    method: str = "ae"
+    method: str = DEFAULT_METHOD  # the method that wins on the test sets (README, Results)
     model: str = ""
     compareBSpline: bool = True
     compareLanczos: bool = True

@@ -334,19 +334,4 @@ def run_evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out
                 raise error if isinstance(error, LatentSRError) else LatentSRError(f"{files[i]}: {one_line(error)}")
             parts[i] = part
             bar.update()
-    total = ev.FileResult([], [], [], 0)
-    for part in parts:
-        total.rows += part.rows
-        total.volumes += part.volumes
-        total.skipped += part.skipped
-        total.excluded += part.excluded
-        total.figure = total.figure or part.figure
-    if not total.rows:
-        raise LatentSRError(f"no volume has the {keep_every + 1} slices needed to drop and re-create one"
-                            if not total.excluded else
-                            "no slice with content to score (all excluded by the content rule)")
-    summary = ev.summarise(total.rows, methods, out, keep_every=keep_every, volumes=total.volumes,
-                           skipped=total.skipped, dataset=dataset, excluded=total.excluded, rule=ev.CONTENT_RULE,
-                           weights=weights, crop=ev.CROP)
-    summary.figure_path = total.figure
-    return summary
+    return ev.summarise_files(parts, methods, out, keep_every, dataset, weights)

@@ -299,10 +299,24 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset or dataset_name(paths)
-    total = FileResult([], [], [], 0)
+    parts: list[FileResult] = []
     for path in tqdm(files, desc="evaluate", unit="file", disable=not progress):
-        part = evaluate_file(path, methods, keep_every, device, weights, correction_sigma_mm, correction_gain,
-                             figure=out / "comparison.png" if total.figure is None else None, dataset=dataset)
+        first_figure = not any(part.figure for part in parts)
+        parts.append(evaluate_file(path, methods, keep_every, device, weights, correction_sigma_mm, correction_gain,
+                                   figure=out / "comparison.png" if first_figure else None, dataset=dataset))
+    return summarise_files(parts, methods, out, keep_every, dataset, weights)
+
+
+def summarise_files(parts: Sequence[FileResult], methods: Sequence[str], out: Path, keep_every: int, dataset: str,
+                    weights: dict[str, str] | None) -> Summary:
+    """Merge the per-file results (in file order) and write the summary; used by :func:`evaluate` and by
+    the cohort run (:mod:`LatentSRLib.cohort`), which computes the parts on a cluster.
+
+    Raises:
+        LatentSRError: nothing to score.
+    """
+    total = FileResult([], [], [], 0)
+    for part in parts:
         total.rows += part.rows
         total.volumes += part.volumes
         total.skipped += part.skipped

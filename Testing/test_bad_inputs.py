@@ -275,7 +275,9 @@ def _start_long_write(tmp_path: Path, suffix: str) -> tuple[subprocess.Popen, Pa
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen([sys.executable, "-m", "LatentSRLib.cli", "super-resolve", str(source), "-o",
                                 str(out / f"result{suffix}"), "--method", "linear", "--factor", "24", "--quiet"],
-                               env=env, stderr=subprocess.PIPE, text=True)
+                               env=env, stderr=subprocess.PIPE, text=True,
+                               # a test run from a background job inherits SIGINT ignored; a user's shell does not
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".latentsr-") for p in out.iterdir()):
         assert process.poll() is None, process.stderr.read()

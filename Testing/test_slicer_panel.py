@@ -330,6 +330,8 @@ def test_panel_super_resolves_a_cine_and_shows_the_comparison(latentsr_module, m
     assert ui.factorSpinBox.enabled and "4 -> 7 slices" in ui.outputDescriptionLabel.text
     parameters.compareLanczos = False
     parameters.outputPrefix = "case"
+    assert parameters.method == "flow"                             # the default: what wins on the test sets
+    parameters.method = "ae"
 
     ui.superResolveButton.click()
     assert ui.superResolveButton.text == "Cancel" and not ui.inputsCollapsibleButton.enabled

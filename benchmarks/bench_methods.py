@@ -47,7 +47,7 @@ def one_case(method: str, frames: int, repeats: int, device: str, size: int, sli
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", default="linear,bspline,lanczos,ae,contrastive")
+    parser.add_argument("--methods", default="linear,bspline,lanczos,flow,ae,contrastive,motion")
     parser.add_argument("--frames", default="10,20,30")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")

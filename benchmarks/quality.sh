@@ -4,7 +4,7 @@
 #   2. CMRxMotion: all 36 volumes (another centre and scanner; 16 mm gaps), factor 2;
 #   3. the ACDC 4D cine of test patient 081 (5 mm slices, every frame), every other slice dropped, factor 2;
 #   4. Colin27 brain (1 mm isotropic truth): every 5th slice kept (5 mm), factor 5.
-# Usage: bash benchmarks/quality.sh [METHODS] [OUT]     (default: every method, out/quality)
+# Usage: bash benchmarks/quality.sh [METHODS] [OUT]     (default: every method, /tmp/latentsr-quality)
 # Weights: the bundled defaults, except on the brain, where the AE uses ae-colin27 (BRAIN_AE_WEIGHTS; the
 # bundled model adapted self-supervised to the thick-slice brain; ae.md, "Brain") and the contrastive model
 # contrastive-colin27 (BRAIN_CONTRASTIVE_WEIGHTS). ACDC_AE_WEIGHTS, CONTRASTIVE_WEIGHTS, MOTION_WEIGHTS
@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 METHODS=${1:-linear,bspline,lanczos,flow,ae,contrastive,motion}
-OUT=${2:-out/quality}
+OUT=${2:-/tmp/latentsr-quality}
 DATA=${LATENTSR_DATA:-../shared/data}
 LATENTSR=${LATENTSR:-.venv/bin/latentsr}
 ACDC=()

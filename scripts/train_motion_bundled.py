@@ -35,6 +35,8 @@ def main():
     parser.add_argument("--time-fraction", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="keep the computed training examples in this .npz (reused when present)")
+    parser.add_argument("--init", help="start from these weights (a previous run's best) instead of random ones")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
     args = parser.parse_args()
     everyone = {p.name[len("patient"):] for p in (DATA / "acdc_fullfov").glob("patient*")}
     training = everyone - TEST - VALIDATION
@@ -44,7 +46,8 @@ def main():
                                   validation=patient_folders(VALIDATION), max_minutes=args.max_minutes,
                                   max_examples=args.max_examples, threads=args.threads,
                                   resampled_fraction=args.resampled_fraction, time_fraction=args.time_fraction,
-                                  seed=args.seed, cache=args.cache)
+                                  seed=args.seed, cache=args.cache, init=args.init,
+                                  learning_rate=args.learning_rate)
     print(f"training patients: {len(training)}, cines: {len(cines)}, validation patients: {len(VALIDATION)}")
     print(train(config))
 

@@ -24,16 +24,13 @@ import functools
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from .. import LatentSRError
 from ..models import registry
 from ..models.autoencoder import LatentInterpolationAE, crop_to, pad_to_multiple
 from ..devices import pick_device
 from .correction import adjust_correction, correction_options
-
-#: Relative in-plane spacing difference below which no resampling to the model's pixel size is done.
-PIXEL_SIZE_TOLERANCE = 0.01
+from .resize import model_grid, resize
 
 #: On CPU, the widest activation of a batch is kept under this many bytes. Larger tensors are above
 #: glibc's mmap threshold (32 MB), so every convolution maps and page-faults fresh memory: batches of
@@ -62,21 +59,6 @@ def load_model(weights: str | None, device: torch.device) -> tuple[LatentInterpo
         raise LatentSRError(f"weights file is missing: {path}")
     # The cache key includes the file's digest so a replaced file is reloaded (and re-checked).
     return _load(str(path), registry.sha256(path), str(device))
-
-
-def model_grid(shape_yx: tuple[int, int], spacing_yx: tuple[float, float], pixel_size: float | None
-               ) -> tuple[int, int] | None:
-    """In-plane size at the model's pixel size (same field of view), or None when no resampling is needed."""
-    if pixel_size is None or all(abs(s - pixel_size) <= PIXEL_SIZE_TOLERANCE * pixel_size for s in spacing_yx):
-        return None
-    return tuple(max(1, int(round(n * s / pixel_size))) for n, s in zip(shape_yx, spacing_yx))
-
-
-def resize(slices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resampling of (B, 1, H, W) to ``size`` keeping the field of view (pixel centres at
-    half-pixel offsets from the edges, as ITK/Slicer place them); antialiased when shrinking."""
-    shrinking = size[0] < slices.shape[-2] or size[1] < slices.shape[-1]
-    return F.interpolate(slices, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
 MODES = ("latent", "corrected")

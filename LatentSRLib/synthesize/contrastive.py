@@ -23,9 +23,7 @@ from ..models import registry
 from ..models.contrastive import ContrastiveSR
 from .autoencoder import CPU_ACTIVATION_BYTES
 from .correction import adjust_correction, correction_options
-
-#: Relative in-plane spacing difference below which no in-plane resampling is done.
-INPLANE_TOLERANCE = 0.02
+from .resize import model_grid, resize
 
 
 @functools.lru_cache(maxsize=4)
@@ -71,16 +69,6 @@ def internal_factor(factor: int, slice_spacing: float, pixel_size: float) -> int
     return factor * max(1, int(round(slice_spacing / (factor * pixel_size))))
 
 
-def _resize_inplane(volume: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(Z, Y, X) -> (Z, size[0], size[1]), bilinear keeping the field of view (pixel centres as in
-    ITK resampling), antialiased when shrinking."""
-    if tuple(volume.shape[1:]) == tuple(size):
-        return volume
-    shrinking = size[0] < volume.shape[1] or size[1] < volume.shape[2]
-    return F.interpolate(volume[:, None], size=size, mode="bilinear", align_corners=False,
-                         antialias=shrinking)[:, 0]
-
-
 def _linear_z(volume: torch.Tensor, m: int) -> torch.Tensor:
     """(Z, Y, X) -> ((Z-1)*m+1, Y, X): exact linear interpolation (acquired slices on multiples of m)."""
     z, y, x = volume.shape
@@ -98,8 +86,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
     sigma_mm, gain = correction_options(meta, run.correction_sigma_mm, run.correction_gain)
     t_count, z, ny, nx = array.shape
     sz, sy, sx = (float(s) for s in spacing_zyx)
-    resample = abs(sy / pixel - 1) > INPLANE_TOLERANCE or abs(sx / pixel - 1) > INPLANE_TOLERANCE
-    size = (max(1, int(round(ny * sy / pixel))), max(1, int(round(nx * sx / pixel)))) if resample else (ny, nx)
+    size = model_grid((ny, nx), (sy, sx), pixel) or (ny, nx)
     effective = min(ny * sy / size[0], nx * sx / size[1])
     m = internal_factor(factor, sz, effective)
     step = m // factor
@@ -112,7 +99,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
         for t in range(t_count):
             run.check()
             frame = torch.from_numpy(np.ascontiguousarray(array[t])).float().to(device)
-            lin = _linear_z(_resize_inplane(frame, size), m)  # (Zm, Y', X') at the model pixel size
+            lin = _linear_z(resize(frame, size), m)  # (Zm, Y', X') at the model pixel size
             sums = torch.zeros_like(lin)
             # XZ planes (one per row y): images (Zm, X'); YZ planes (one per column x): images (Zm, Y').
             for planes, columns, to_images, put in (
@@ -133,7 +120,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
             # resampling back to the input grid: the image itself is never resampled twice (that
             # round trip alone smooths, which scored +0.014 SSIM over linear on ACDC 5 mm with an
             # identity network), so an identity network returns exactly linear interpolation.
-            correction = _resize_inplane(0.5 * sums - lin, (ny, nx))[::step].cpu().numpy()
+            correction = resize(0.5 * sums - lin, (ny, nx))[::step].cpu().numpy()
             correction = adjust_correction(correction, (sy, sx), sigma_mm, gain)
             out = _linear_z(frame, factor).cpu().numpy() + correction
             out[::factor] = array[t]  # acquired slices kept

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""How the bundled ``motion`` file was chosen: linear, flow and motion on VALIDATION patients, with the
+papers' drop-slice protocol, as they are and re-sampled linearly along the slice axis.
+
+``--resample R`` first re-samples each scan to R times its slice spacing (linear interpolation along z),
+the way some public data sets are distributed (CMRxMotion is): there the truth between two slices is a
+cross-fade, and a motion-aware method must not fall below linear. ``--no-gate`` switches the scan
+self-check off (trust 1 everywhere) to see what it changes.
+
+    .venv/bin/python benchmarks/motion_validation.py --weights runs/motion_v3.pt \\
+        ../shared/data/acdc_fullfov/patient{001,002,010,020,030,040,043,050,060,093}
+    .venv/bin/python benchmarks/motion_validation.py --weights runs/motion_v3.pt --resample 0.8 \\
+        ../shared/data/acdc_fullfov/patient{001,002,010,020,030,040,050,060}
+
+Never run it on the test patients to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from LatentSRLib import evaluate  # noqa: E402
+from LatentSRLib.methods import flow  # noqa: E402
+from LatentSRLib.volume import find_images, read  # noqa: E402
+
+METHODS = ["linear", "flow", "motion"]
+
+
+def resampled(stack: np.ndarray, ratio: float) -> np.ndarray:
+    """(Z, Y, X) linearly re-sampled along Z at ``ratio`` times the spacing, from the first slice."""
+    positions = np.arange(0.0, len(stack) - 1 + 1e-6, ratio)
+    low = np.minimum(np.floor(positions).astype(int), len(stack) - 2)
+    w = (positions - low)[:, None, None]
+    return ((1 - w) * stack[low] + w * stack[low + 1]).astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+")
+    parser.add_argument("--weights", required=True, help="motion weights file")
+    parser.add_argument("--resample", type=float, help="re-sample each scan to this fraction of its spacing first")
+    parser.add_argument("--no-gate", action="store_true", help="scan self-check off (trust 1)")
+    args = parser.parse_args()
+    if args.no_gate:
+        flow.scan_confidence = lambda slices, recreate=None: 1.0
+    rows = []
+    for path in find_images(args.paths):
+        volume = read(path)
+        if args.resample:
+            spacing = list(volume.spacing)
+            spacing[2] *= args.resample
+            volume = volume.with_array(resampled(volume.array[0], args.resample)[None], tuple(spacing))
+        rows += evaluate.evaluate_volume(Path(path).name, volume, METHODS, device="cpu",
+                                         weights={"motion": args.weights})
+    scores = {m: np.array([(r.ssim, min(r.psnr, 60.0)) for r in rows if r.method == m]) for m in METHODS}
+    print(f"{len(scores['linear'])} slices")
+    for method, values in scores.items():
+        d_linear = values.mean(0) - scores["linear"].mean(0)
+        d_flow = values.mean(0) - scores["flow"].mean(0)
+        print(f"{method:7s} SSIM {values[:, 0].mean():.4f} PSNR {values[:, 1].mean():.2f} dB | vs linear "
+              f"{d_linear[0]:+.4f} {d_linear[1]:+.2f} dB | vs flow {d_flow[0]:+.4f} {d_flow[1]:+.2f} dB")
+
+
+if __name__ == "__main__":
+    main()
