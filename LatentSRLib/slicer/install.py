@@ -22,10 +22,15 @@ REQUIREMENT_REASONS = {
     "SimpleITK": "reads and writes images",
     "scipy": "B-spline and Lanczos interpolation",
     "scikit-image": "image quality measures",
+    "opencv-python-headless": "optical flow for the motion-compensated methods (flow, motion)",
+    "nibabel": "reads NIfTI files whole (refuses truncated files)",
 }
 #: pip requirement -> importable module, for what each kind of method needs at run time.
-_REQUIREMENTS_ALWAYS = {"SimpleITK": "SimpleITK", "scipy": "scipy", "scikit-image": "skimage"}
+_REQUIREMENTS_ALWAYS = {"SimpleITK": "SimpleITK", "scipy": "scipy", "scikit-image": "skimage", "nibabel": "nibabel"}
 _REQUIREMENTS_LEARNED = {"torch": "torch"}
+#: Methods that estimate optical flow (OpenCV) whether or not they are learned.
+_REQUIREMENTS_FLOW = {"opencv-python-headless": "cv2"}
+_FLOW_METHODS = ("flow", "motion")
 
 
 def missing_requirements(methods: Iterable[str]) -> list[str]:
@@ -35,6 +40,8 @@ def missing_requirements(methods: Iterable[str]) -> list[str]:
     if unknown:
         raise LatentSRError(f"unknown method '{unknown[0]}' (choose from {', '.join(pipeline.METHODS)})")
     needed = dict(_REQUIREMENTS_LEARNED) if any(m in pipeline.LEARNED for m in methods) else {}
+    if any(m in _FLOW_METHODS for m in methods):
+        needed.update(_REQUIREMENTS_FLOW)
     needed.update(_REQUIREMENTS_ALWAYS)
     return [requirement for requirement, module in needed.items() if importlib.util.find_spec(module) is None]
 
