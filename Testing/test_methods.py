@@ -152,3 +152,17 @@ def test_learned_results_are_clipped_to_the_input_range_by_default(oblique_volum
     assert clipped.min() >= oblique_volume.array.min() and clipped.max() <= oblique_volume.array.max()
     free = super_resolve(oblique_volume, "motion", factor=2, run=Run(device="cpu", weights=motion_weights, clip=False))
     assert np.array_equal(np.clip(free.array, oblique_volume.array.min(), oblique_volume.array.max()), clipped)
+
+
+def test_slicer_installs_what_each_method_needs(monkeypatch):
+    """Torch only for learned methods, OpenCV only for the flow-based ones (nothing is installed here)."""
+    import importlib.util
+
+    from LatentSRLib.slicer import install
+    absent = {"torch", "cv2"}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(install.importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
+    assert install.missing_requirements(["linear", "bspline"]) == []
+    assert install.missing_requirements(["flow"]) == ["opencv-python-headless"]
+    assert install.missing_requirements(["ae"]) == ["torch"]
+    assert sorted(install.missing_requirements(["motion"])) == ["opencv-python-headless", "torch"]

@@ -19,6 +19,7 @@ class LatentInterpolation(Method):
     kind = "learned"
     weights_kind = "ae"
     normalised = True
+    requirements = (("torch", "torch"),)
 
     def __init__(self, name: str, label: str, description: str, mode: str | None = None) -> None:
         self.name, self.label, self.description, self.mode = name, label, description, mode

@@ -92,6 +92,8 @@ class Method:
         normalised: whether it works on percentile-normalised intensities (else the input's units).
         description: one line for help texts.
         gives_confidence: whether ``upsample`` sets ``run.confidence``.
+        requirements: (pip requirement, importable module) pairs it needs beyond the library's own
+            (installed on first use in Slicer).
     """
 
     name: str = ""
@@ -101,6 +103,7 @@ class Method:
     normalised: bool = False
     description: str = ""
     gives_confidence: bool = False
+    requirements: tuple[tuple[str, str], ...] = ()
 
     @property
     def learned(self) -> bool:

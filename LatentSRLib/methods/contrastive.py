@@ -15,6 +15,7 @@ class ContrastiveSR(Method):
     kind = "learned"
     weights_kind = "contrastive"
     normalised = True
+    requirements = (("torch", "torch"),)
     description = "unpaired contrastive SR of through-plane reformats (Li et al. 2023)"
 
     def upsample(self, array: np.ndarray, factor: int, spacing_zyx: tuple, run: Run) -> np.ndarray:

@@ -138,6 +138,7 @@ class MotionCompensated(Method):
     kind = "conventional"
     normalised = True  # optical flow works on 8-bit images of the normalised intensities
     gives_confidence = True
+    requirements = (("opencv-python-headless", "cv2"),)
     description = "motion-compensated interpolation along optical flow (OpenCV DIS + Farneback)"
 
     def upsample(self, array: np.ndarray, factor: int, spacing_zyx: tuple, run: Run) -> np.ndarray:

@@ -20,6 +20,7 @@ class MotionAware(Method):
     weights_kind = "motion"
     normalised = True
     gives_confidence = True
+    requirements = (("torch", "torch"), ("opencv-python-headless", "cv2"))
     description = "learned per-pixel blend of flow-warped neighbours, falls back to linear where motion fails"
 
     def upsample(self, array: np.ndarray, factor: int, spacing_zyx: tuple, run: Run) -> np.ndarray:

@@ -25,23 +25,20 @@ REQUIREMENT_REASONS = {
     "opencv-python-headless": "optical flow for the motion-compensated methods (flow, motion)",
     "nibabel": "reads NIfTI files whole (refuses truncated files)",
 }
-#: pip requirement -> importable module, for what each kind of method needs at run time.
+#: pip requirement -> importable module that every method needs; each method adds its own
+#: (``Method.requirements``: torch for the learned ones, OpenCV for the flow-based ones).
 _REQUIREMENTS_ALWAYS = {"SimpleITK": "SimpleITK", "scipy": "scipy", "scikit-image": "skimage", "nibabel": "nibabel"}
-_REQUIREMENTS_LEARNED = {"torch": "torch"}
-#: Methods that estimate optical flow (OpenCV) whether or not they are learned.
-_REQUIREMENTS_FLOW = {"opencv-python-headless": "cv2"}
-_FLOW_METHODS = ("flow", "motion")
 
 
 def missing_requirements(methods: Iterable[str]) -> list[str]:
-    """pip requirements that the given methods need and that are not importable (torch first)."""
+    """pip requirements that the given methods need and that are not importable (theirs first)."""
+    from .. import methods as registry
+
     methods = list(methods)
     unknown = [m for m in methods if m not in pipeline.METHODS]
     if unknown:
         raise LatentSRError(f"unknown method '{unknown[0]}' (choose from {', '.join(pipeline.METHODS)})")
-    needed = dict(_REQUIREMENTS_LEARNED) if any(m in pipeline.LEARNED for m in methods) else {}
-    if any(m in _FLOW_METHODS for m in methods):
-        needed.update(_REQUIREMENTS_FLOW)
+    needed = {package: module for m in methods for package, module in registry.get(m).requirements}
     needed.update(_REQUIREMENTS_ALWAYS)
     return [requirement for requirement, module in needed.items() if importlib.util.find_spec(module) is None]
 
