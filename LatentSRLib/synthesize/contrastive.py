@@ -12,46 +12,30 @@ and gain the weights record (:mod:`.correction`; default none).
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from .. import LatentSRError
-from ..models import registry
 from ..models.contrastive import ContrastiveSR
 from .autoencoder import CPU_ACTIVATION_BYTES
 from .correction import adjust_correction, correction_options
+from .loading import load_network
 from .resize import model_grid, resize
-
-
-@functools.lru_cache(maxsize=4)
-def _load(path: str, digest: str, device: str) -> tuple[ContrastiveSR, float, dict]:
-    content = registry.load(path, "contrastive")
-    model = ContrastiveSR(**content["config"])
-    model.load_state_dict(content["state_dict"])
-    meta = content.get("meta", {})
-    # channels_last: oneDNN runs these 32-channel 3x3 convolutions without layout reorders, 1.5-2x
-    # faster on CPU than NCHW (benchmarks/bench_methods.py; README, speed); same result up to float
-    # rounding (< 1e-5 of the intensity range).
-    model = model.to(device).to(memory_format=torch.channels_last).eval()
-    return model, float(meta.get("pixel_size", 1.4)), meta
 
 
 def load_model(weights: str | None, device: torch.device) -> tuple[ContrastiveSR, float, dict]:
     """The (cached) model from a bundled name or file (None: the default bundled model), its pixel
-    size and its metadata. The cache key includes the file's sha256, so a replaced file is reloaded."""
+    size and its metadata."""
     try:
-        path, _ = registry.resolve(weights, "contrastive")
+        model, meta = load_network(weights, "contrastive", ContrastiveSR, device, channels_last=True)
     except LatentSRError as error:
-        if weights is None:
+        if weights is None and "no bundled" in str(error).lower():
             raise LatentSRError(f"the contrastive method has no bundled weights ({error}); "
                                 "train one with `latentsr train contrastive` and pass --weights FILE") from None
         raise
-    if not path.exists():
-        raise LatentSRError(f"weights file is missing: {path}")
-    return _load(str(path), registry.sha256(path), str(device))
+    return model, float(meta.get("pixel_size", 1.4)), meta
 
 
 def batch_size(requested: int, device: torch.device, width: int, image_shape: tuple[int, int]) -> int:

@@ -11,35 +11,19 @@ on its own slices the result is linear interpolation.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import torch
 
-from .. import LatentSRError
 from ..devices import pick_device
-from ..models import registry
 from ..models.motion import MotionRefiner, network_inputs
 from ..opticalflow import cv2_threads, estimate_flows
-
-
-@functools.lru_cache(maxsize=4)
-def _load(path: str, digest: str, device: str) -> tuple[MotionRefiner, dict]:
-    content = registry.load(path, "motion")
-    model = MotionRefiner(**content["config"])
-    try:
-        model.load_state_dict(content["state_dict"])
-    except RuntimeError:
-        raise LatentSRError(f"{path} does not match the motion refiner's architecture {content['config']}") from None
-    return model.to(device).eval(), content.get("meta", {})
+from .loading import load_network
 
 
 def load_model(weights: str | None, device: torch.device) -> tuple[MotionRefiner, dict]:
     """The (cached) refiner for a bundled name or weights file, in eval mode on ``device``."""
-    path, _ = registry.resolve(weights, "motion")
-    if not path.exists():
-        raise LatentSRError(f"weights file is missing: {path}")
-    return _load(str(path), registry.sha256(path), str(device))
+    return load_network(weights, "motion", MotionRefiner, device)
 
 
 def _refine(model: MotionRefiner, device: torch.device, a: np.ndarray, b: np.ndarray, positions,
