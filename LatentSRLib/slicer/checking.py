@@ -8,7 +8,7 @@ import slicer
 
 from .. import background
 from ..check import CheckResult, check_scan
-from .jobs import python_executable
+from .jobs import PanelJob, python_executable
 from .nodes import volume_from_node
 from .roi import crop_to_roi
 from .sequences import browsers_of, sequence_of_proxy
@@ -37,21 +37,12 @@ def check_node(node: "slicer.vtkMRMLNode", methods: Sequence[str] | None = None,
     return check_scan(volume, methods, max_seconds, frame=frame, device=device, progress=progress, cancel=cancel)
 
 
-class CheckJob:
+class CheckJob(PanelJob):
     """:func:`check_node` running in a background process; the same interface as :class:`.jobs.NodeJob`."""
 
     def __init__(self, job: background.Job):
-        self.job = job
+        super().__init__(job)
         self.result: CheckResult | None = None
-
-    def progress(self) -> background.Progress:
-        return self.job.progress()
-
-    def done(self) -> bool:
-        return self.job.done()
-
-    def cancel(self) -> None:
-        self.job.cancel()
 
     def finish(self) -> CheckResult:
         """Wait for the check; raises Cancelled or LatentSRError (one readable line)."""

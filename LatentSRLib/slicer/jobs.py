@@ -29,12 +29,12 @@ def python_executable() -> str:
     return (shutil.which("PythonSlicer") if inside_slicer else None) or sys.executable
 
 
-class NodeJob:
-    """A background run of several methods on one node; see :func:`start_job`."""
+class PanelJob:
+    """What the panel polls: a :class:`LatentSRLib.background.Job` seen through progress, done and
+    cancel; subclasses add ``finish`` (what to make of the result)."""
 
-    def __init__(self, node, methods: list[str], factor: int, names: list[str], job: background.Job):
-        self.node, self.methods, self.factor, self.names, self.job = node, methods, factor, names, job
-        self.outputs: list = []
+    def __init__(self, job: background.Job):
+        self.job = job
 
     def progress(self) -> background.Progress:
         return self.job.progress()
@@ -45,6 +45,15 @@ class NodeJob:
     def cancel(self) -> None:
         """Stop the run; nothing is added to the scene and its temporary files are removed."""
         self.job.cancel()
+
+
+class NodeJob(PanelJob):
+    """A background run of several methods on one node; see :func:`start_job`."""
+
+    def __init__(self, node, methods: list[str], factor: int, names: list[str], job: background.Job):
+        super().__init__(job)
+        self.node, self.methods, self.factor, self.names = node, methods, factor, names
+        self.outputs: list = []
 
     @property
     def notes(self) -> list[str]:
