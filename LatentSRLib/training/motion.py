@@ -197,7 +197,8 @@ def _psnr_gain(model, inputs, targets, device) -> tuple[float, float]:
             y = torch.from_numpy(targets[k:k + 32].astype(np.float32)).to(device)
             out, _ = model(x, _candidates(x))
             c = _candidates(x)
-            flow = 0.25 * (c[:, 1:5].sum(1, keepdim=True))  # dis and farneback, both sides, t = 1/2 mostly
+            # plain flow at t = 1/2 (the validation triplets are symmetric): both estimators, both sides
+            flow = 0.25 * (c[:, 1:5].sum(1, keepdim=True))
             for pred, gains in ((out, gains_model), (flow, gains_flow)):
                 mse = ((pred - y) ** 2).mean((1, 2, 3))
                 lin = ((c[:, :1] - y) ** 2).mean((1, 2, 3))
