@@ -56,6 +56,7 @@ class Options:
     batch_slices: int = 16
     overwrite: bool = False
     clip: bool | None = None
+    resampling_check: bool = True
 
     def identity(self, weights_sha256: str, factor: int) -> dict[str, Any]:
         """What must match for a finished output to be reused: everything that changes its samples,
@@ -64,7 +65,7 @@ class Options:
         return {"method": self.method, "factor": factor, "axis": self.axis,
                 "weights_sha256": weights_sha256, "keep_original": self.keep_original, "mode": self.mode,
                 "correction_sigma_mm": self.correction_sigma_mm, "correction_gain": self.correction_gain,
-                "clip": self.clip}
+                "clip": self.clip, "resampling_check": self.resampling_check}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +178,8 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
                            weights=options.weights, keep_original=options.keep_original, mode=options.mode,
                            batch_slices=options.batch_slices,
                            correction_sigma_mm=options.correction_sigma_mm,
-                           correction_gain=options.correction_gain, clip=options.clip)
+                           correction_gain=options.correction_gain, clip=options.clip,
+                           resampling_check=options.resampling_check)
         result = pipeline.super_resolve(volume, options.method, factor=record.factor, axis=options.axis, run=run)
         write(result, output, overwrite=True, protect=[study.input], tag=f"{options.method} x{record.factor}")
         record.seconds = time.perf_counter() - started
@@ -305,7 +307,7 @@ def run_evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out
                  keep_every: int = 2, device: str = "auto", weights: dict[str, str] | None = None,
                  correction_sigma_mm: float | None = None, correction_gain: float | None = None,
                  workers: int = 1, scheduler: str | None = None, progress: bool = True,
-                 echo: Callable[[str], None] = print):
+                 echo: Callable[[str], None] = print, resampling_check: bool = True):
     """:func:`LatentSRLib.evaluate.evaluate` with one task per volume file: the same checks, per-file
     work (:func:`LatentSRLib.evaluate.evaluate_file`), merge in file order and summary, so the rows and
     summary.md equal a serial run's. comparison.png comes from the first file (serially: the first file
@@ -323,7 +325,7 @@ def run_evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out
     dataset = ev.dataset_name(paths)
     common = dict(methods=methods, keep_every=keep_every, device=device, weights=weights,
                   correction_sigma_mm=correction_sigma_mm, correction_gain=correction_gain,
-                  dataset=dataset)
+                  dataset=dataset, resampling_check=resampling_check)
     from tqdm import tqdm
     parts: list = [None] * len(files)
     with Engine(workers, scheduler, echo) as engine, \

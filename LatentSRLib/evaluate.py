@@ -179,12 +179,13 @@ def protocol_case(name: str, volume: Volume, keep_every: int = 2, content_rule: 
 def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_every: int = 2,
                     device: str = "auto", weights: dict[str, str] | None = None,
                     correction_sigma_mm: float | None = None, correction_gain: float | None = None,
-                    *, case: ProtocolCase | None = None, outputs: dict[str, np.ndarray] | None = None
-                    ) -> list[Row]:
+                    *, case: ProtocolCase | None = None, outputs: dict[str, np.ndarray] | None = None,
+                    resampling_check: bool = True) -> list[Row]:
     """Run the protocol on one 3D volume (one frame); returns one row per scored slice and method.
 
     ``correction_sigma_mm``, ``correction_gain``: the learned methods' correction options
-    (:class:`LatentSRLib.pipeline.Run`; None: what the weights record). ``case``: the prepared case
+    (:class:`LatentSRLib.pipeline.Run`; None: what the weights record); ``resampling_check``: as
+    :class:`~LatentSRLib.pipeline.Run`'s. ``case``: the prepared case
     (default :func:`protocol_case`); ``outputs``: if given, filled with each method's re-created
     volume (slices first, normalised), for :func:`case_figure`.
 
@@ -195,7 +196,8 @@ def evaluate_volume(name: str, volume: Volume, methods: Sequence[str], keep_ever
     rows = []
     for method in methods:
         run = pipeline.Run(device=device, weights=weights_for(method, weights),
-                           correction_sigma_mm=correction_sigma_mm, correction_gain=correction_gain)
+                           correction_sigma_mm=correction_sigma_mm, correction_gain=correction_gain,
+                           resampling_check=resampling_check)
         result = pipeline.super_resolve(case.kept_volume, method, factor=case.keep_every, axis=case.axis, run=run)
         rows.extend(case.score(method, result.array))
         if outputs is not None:
@@ -235,7 +237,7 @@ class FileResult:
 def evaluate_file(path: str | os.PathLike, methods: Sequence[str], keep_every: int = 2, device: str = "auto",
                   weights: dict[str, str] | None = None, correction_sigma_mm: float | None = None,
                   correction_gain: float | None = None, figure: str | os.PathLike | None = None,
-                  dataset: str = "") -> FileResult:
+                  dataset: str = "", resampling_check: bool = True) -> FileResult:
     """The protocol on every frame of one file; with ``figure``, comparison.png of its first volume."""
     result = FileResult([], [], [], 0)
     for name, volume in _frames(Path(path)):
@@ -245,7 +247,7 @@ def evaluate_file(path: str | os.PathLike, methods: Sequence[str], keep_every: i
         case = protocol_case(name, volume, keep_every, content_rule=True)
         outputs: dict[str, np.ndarray] | None = {} if figure is not None and result.figure is None else None
         rows = evaluate_volume(name, volume, methods, keep_every, device, weights, correction_sigma_mm,
-                               correction_gain, case=case, outputs=outputs)
+                               correction_gain, case=case, outputs=outputs, resampling_check=resampling_check)
         if outputs:
             result.figure = case_figure(case, outputs, rows, figure,
                                         f"{dataset + ': ' if dataset and dataset != name else ''}{name}, hidden slices re-created")
@@ -264,7 +266,8 @@ def dataset_name(paths: Sequence[str | os.PathLike]) -> str:
 def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir: str | os.PathLike,
              keep_every: int = 2, device: str = "auto", weights: dict[str, str] | None = None,
              progress: bool = True, correction_sigma_mm: float | None = None,
-             correction_gain: float | None = None, dataset: str | None = None) -> Summary:
+             correction_gain: float | None = None, dataset: str | None = None,
+             resampling_check: bool = True) -> Summary:
     """Run the drop-slice protocol on files or folders and write metrics.csv, summary.md, boxplots.png
     and comparison.png (the first volume).
 
@@ -279,6 +282,8 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
         correction_sigma_mm, correction_gain: overrides of the learned weights' correction
             smoothing and gain (None: theirs).
         dataset: the name in titles (default from ``paths``).
+        resampling_check: as :class:`LatentSRLib.pipeline.Run`'s (off: flow and motion never fall
+            back to linear because the cross-fade detector calls a stack re-sampled).
 
     Returns:
         A :class:`Summary`; its ``markdown`` is summary.md (the CLI prints it).
@@ -303,7 +308,8 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
     for path in tqdm(files, desc="evaluate", unit="file", disable=not progress):
         first_figure = not any(part.figure for part in parts)
         parts.append(evaluate_file(path, methods, keep_every, device, weights, correction_sigma_mm, correction_gain,
-                                   figure=out / "comparison.png" if first_figure else None, dataset=dataset))
+                                   figure=out / "comparison.png" if first_figure else None, dataset=dataset,
+                                   resampling_check=resampling_check))
     return summarise_files(parts, methods, out, keep_every, dataset, weights)
 
 

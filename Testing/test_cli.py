@@ -189,3 +189,27 @@ def test_set_correction_records_the_correction_options(tmp_path, small_file, cap
                                                                      "--overwrite"], "not for 'contrastive'")]:
         assert run_cli("set-correction", tiny, "--out", out, *args) == 2
         assert message in capsys.readouterr().err
+
+
+def test_train_motion_command_writes_loadable_weights_without_the_trainers_folders(tmp_path):
+    """Slice and time triplets of a small synthetic cine, two steps: a weights file the method loads,
+    whose metadata names the data but not the folders it lay in."""
+    from LatentSRLib import phantom
+    from LatentSRLib.models import registry
+    from LatentSRLib.pipeline import Run, super_resolve
+    cine = phantom.cine(frames=6, slices=5, size=48).acquired
+    data = tmp_path / "private-folder"
+    data.mkdir()
+    write(cine, data / "cine.nii.gz")
+    write(cine.with_array(cine.array[:1]), data / "scan.nii.gz")
+    out = tmp_path / "m.pt"
+    code = run_cli("train", "motion", "--slices", data / "scan.nii.gz", "--cines", data / "cine.nii.gz",
+                   "--val-data", data / "scan.nii.gz", "--out", out, "--max-steps", "2", "--batch-size", "2",
+                   "--max-examples", "12", "--threads", "1", "--quiet")
+    assert code == 0
+    content = registry.load(str(out), "motion")
+    recorded = content["meta"]["config"]
+    assert recorded["slices"] == ["scan.nii.gz"] and recorded["cines"] == ["cine.nii.gz"]
+    assert "private-folder" not in repr(content["meta"])
+    result = super_resolve(cine.with_array(cine.array[:1]), "motion", factor=2, run=Run(weights=str(out)))
+    assert result.array.shape[1] == 9 and np.isfinite(result.array).all()

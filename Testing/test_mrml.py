@@ -18,7 +18,7 @@ import LatentSRLib.slicer as mrml  # noqa: E402  (after the importorskip above)
 from LatentSRLib import LatentSRError  # noqa: E402
 from LatentSRLib.slicer import layout, nodes, outputs  # noqa: E402
 from LatentSRLib.pipeline import Cancelled, super_resolve  # noqa: E402
-from LatentSRLib.volume import Volume, read, to_pixel_type, write  # noqa: E402
+from LatentSRLib.volume import Volume, is_output_file, read, to_pixel_type, write  # noqa: E402
 
 pytestmark = pytest.mark.mrml
 
@@ -369,6 +369,7 @@ def test_process_folder_writes_what_the_command_line_writes(mrml_scene, oblique,
 
     written = mrml.process_folder(inputs, tmp_path / "out", "linear", factor=2, scene=mrml_scene.scene)
     assert [p.name for p in written] == ["case1_linear_x2.nii.gz", "cine2_linear_x2.nii.gz"]
+    assert all(is_output_file(p) for p in written)  # tagged as outputs, as the command line tags them
     assert mrml_scene.scene.GetNumberOfNodes() == count   # nothing left behind
     (tmp_path / "cli").mkdir()
     assert cli.main(["super-resolve", str(inputs), "-o", str(tmp_path / "cli"), "--method", "linear",

@@ -26,5 +26,7 @@ $LATENTSR evaluate "$DATA/cmrxmotion" --methods "$METHODS" --out "$OUT/cmrxmotio
 $LATENTSR evaluate "$DATA/acdc_cine/patient081_4d.nii.gz" --methods "$METHODS" --out "$OUT/acdc_cine_081" --quiet "${W[@]}"
 B=(--ae-weights "${BRAIN_AE_WEIGHTS:-ae-colin27}" --contrastive-weights "${BRAIN_CONTRASTIVE_WEIGHTS:-contrastive-colin27}")
 [ -n "${MOTION_WEIGHTS:-}" ] && B+=(--motion-weights "$MOTION_WEIGHTS")
+# --no-resampling-check: the cross-fade detector is trained on cardiac cines and calls the brain's acquired
+# slices cross-fades (Resources/Models/crossfade.md); on this anatomy flow and motion run without it.
 $LATENTSR evaluate "$DATA/brain/colin27_t1_1mm.nii.gz" --methods "$METHODS" --keep-every 5 --out "$OUT/brain_5mm" \
-    --quiet "${B[@]}"
+    --quiet --no-resampling-check "${B[@]}"

@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--max-minutes", type=float, default=40)
     parser.add_argument("--max-examples", type=int, default=6000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--resampled-fraction", type=float, default=0.25)
+    parser.add_argument("--resampled-fraction", type=float, default=0.0)
     parser.add_argument("--time-fraction", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="keep the computed training examples in this .npz (reused when present)")

@@ -17,7 +17,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     weights = {kind: getattr(args, f"{kind}_weights") for kind in WEIGHTS_FLAGS if getattr(args, f"{kind}_weights")}
     common = dict(keep_every=args.keep_every, device=args.device, weights=weights or None,
                   correction_sigma_mm=args.correction_sigma, correction_gain=args.correction_gain,
-                  progress=not args.quiet)
+                  progress=not args.quiet, resampling_check=args.resampling_check)
     if args.workers >= 2 or args.scheduler:
         from ..cohort import run_evaluate as evaluate_on_cluster  # one task per volume file on Dask
         summary = evaluate_on_cluster(args.paths, methods, args.out, workers=args.workers,

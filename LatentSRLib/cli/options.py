@@ -27,13 +27,18 @@ def add_deprecated(parser: argparse.ArgumentParser, old: str, new: str, dest: st
 
 def add_correction_flags(parser: argparse.ArgumentParser) -> None:
     """--correction-sigma / --correction-gain: the learned methods' correction to linear interpolation
-    (ae in corrected mode and contrastive), overriding what their weights record."""
+    (ae in corrected mode and contrastive), overriding what their weights record; and
+    --no-resampling-check, the motion-compensated methods' fall-back to linear interpolation."""
     parser.add_argument("--correction-sigma", type=float, metavar="MM",
                         help="smooth a learned method's correction in-plane (Gaussian sigma, mm; default: the weights')")
     parser.add_argument("--correction-gain", type=float,
                         help="scale a learned method's correction (1 keeps it, 0 gives linear; default: the weights')")
     add_deprecated(parser, "--ae-correction-sigma", "--correction-sigma", "correction_sigma", type=float)
     add_deprecated(parser, "--ae-correction-gain", "--correction-gain", "correction_gain", type=float)
+    parser.add_argument("--no-resampling-check", dest="resampling_check", action="store_false",
+                        help="flow and motion: do not fall back to linear on stacks the cross-fade detector "
+                             "(trained on cardiac cines) calls re-sampled along the slice axis; for other "
+                             "anatomy, e.g. brain (Resources/Models/crossfade.md)")
 
 
 def add_cluster_flags(parser: argparse.ArgumentParser) -> None:

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     bar, update = progress_bar(f"{volume_name(source)} {args.method} x{factor}", not args.quiet)
     options = Run(device=args.device, weights=args.weights, progress=update, keep_original=not args.replace_originals,
                   mode=args.ae_mode, correction_sigma_mm=args.correction_sigma, correction_gain=args.correction_gain,
-                  batch_slices=args.batch_slices, clip=args.clip)
+                  batch_slices=args.batch_slices, clip=args.clip, resampling_check=args.resampling_check)
     try:
         result = super_resolve(volume, args.method, factor=factor, axis=axis, run=options)
     finally:
@@ -86,7 +86,7 @@ def run_cohort(args: argparse.Namespace, axis: int | None) -> int:
                       weights=args.weights, device=args.device, keep_original=not args.replace_originals,
                       mode=args.ae_mode, correction_sigma_mm=args.correction_sigma,
                       correction_gain=args.correction_gain, batch_slices=args.batch_slices,
-                      overwrite=args.overwrite, clip=args.clip)
+                      overwrite=args.overwrite, clip=args.clip, resampling_check=args.resampling_check)
     records = run_super_resolve(args.input, args.output, options, workers=args.workers, scheduler=args.scheduler,
                                 progress=not args.quiet)
     count = {status: sum(r.status == status for r in records) for status in (DONE, SKIPPED, FAILED)}

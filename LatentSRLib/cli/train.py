@@ -132,8 +132,9 @@ def add_parser(commands) -> None:
     mo.add_argument("--out", required=True, help="weights file to write")
     add_exclude_flag(mo)
     mo.add_argument("--init", help="start from these weights (bundled name or file): adapt to your scans")
-    mo.add_argument("--resampled-fraction", type=float, default=0.25,
-                    help="share of triplets from stacks re-sampled linearly along the slice axis (default 0.25)")
+    mo.add_argument("--resampled-fraction", type=float, default=0.0,
+                    help="share of triplets from stacks re-sampled linearly along the slice axis (default 0: the "
+                         "cross-fade detector sends such stacks to linear interpolation; motion.md)")
     mo.add_argument("--time-fraction", type=float, default=0.5, help="share of time triplets (default 0.5)")
     mo.add_argument("--max-examples", type=int, default=6000)
     mo.add_argument("--batch-size", type=int, default=16)

@@ -46,6 +46,10 @@ class Run:
         clip: clip the result to the input's value range (None: on for learned methods, whose
             residuals can overshoot, e.g. below 0 in an unsigned image; off for the conventional
             ones, which reproduce SimpleITK).
+        resampling_check: let ``flow`` and ``motion`` fall back to linear interpolation on a stack the
+            bundled cross-fade detector (trained on cardiac cines) calls re-sampled along its slice
+            axis (Resources/Models/crossfade.md). Switch it off for anatomy it does not know (it
+            calls the Colin27 brain's acquired slices cross-fades) or for stacks known to be acquired.
         confidence: set by the run, not by the caller: None, or where the method trusts itself,
             (T, Z', Y, X) in [0, 1] on the output grid (the pipeline turns it into a Volume).
     """
@@ -60,6 +64,7 @@ class Run:
     correction_sigma_mm: float | None = None
     correction_gain: float | None = None
     clip: bool | None = None
+    resampling_check: bool = True
     confidence: object = None
     # Deprecated (one release): the autoencoder-only names of the correction options.
     ae_correction_sigma_mm: dataclasses.InitVar[float | None] = None

@@ -59,9 +59,11 @@ def load_file(path: str | os.PathLike, scene: "slicer.vtkMRMLScene | None" = Non
 
 
 def save_node(node: "slicer.vtkMRMLNode", path: str | os.PathLike, overwrite: bool = True,
-              protect: Sequence[str | os.PathLike] = ()) -> Path:
-    """Write a volume or cine node to a file (3D, or 4D with time last), as the command line writes."""
-    return write(volume_from_node(node), path, overwrite=overwrite, protect=protect)
+              protect: Sequence[str | os.PathLike] = (), tag: str | None = None) -> Path:
+    """Write a volume or cine node to a file (3D, or 4D with time last), as the command line writes;
+    ``tag`` marks it as a LatentSR output (e.g. "flow x2"; see :func:`LatentSRLib.volume.write`), so
+    that a later folder run does not take it for an input."""
+    return write(volume_from_node(node), path, overwrite=overwrite, protect=protect, tag=tag)
 
 
 def process_folder(paths: Sequence[str | os.PathLike] | str | os.PathLike, out_dir: str | os.PathLike,
@@ -95,7 +97,8 @@ def process_folder(paths: Sequence[str | os.PathLike] | str | os.PathLike, out_d
                                         progress=part, cancel=cancel)
             chosen = int(output.GetAttribute(ATTRIBUTE_FACTOR))
             target = out_dir / f"{volume_name(path)}_{method}_x{chosen}{suffix}"
-            written.append(save_node(output, target, overwrite=overwrite, protect=files))
+            written.append(save_node(output, target, overwrite=overwrite, protect=files,
+                                     tag=f"{method} x{chosen}"))
         finally:
             if not keep:
                 if output is not None:

@@ -42,7 +42,7 @@ def _refine(model: MotionRefiner, device: torch.device, a: np.ndarray, b: np.nda
 def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndarray:
     """The pipeline contract: (T, Z, Y, X) normalised -> (T, (Z - 1) * factor + 1, Y, X); sets
     ``run.confidence``."""
-    from ..methods.flow import over_pairs, scan_confidence
+    from ..methods.flow import linear_between, over_pairs, scan_confidence
 
     device = pick_device(run.device)
     model, _ = load_model(run.weights, device)
@@ -55,9 +55,11 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
         return _refine(model, device, a, b, [0.5])[0][0]
 
     for t in range(frames):
-        trust = scan_confidence(array[t], midway)
+        trust = scan_confidence(array[t], midway, run.resampling_check)
 
         def between(a, b, k, trust=trust):
+            if trust == 0.0:
+                return linear_between(a, b, k)
             refined = _refine(model, device, a, b, [j / k for j in range(1, k)])
             return [(linear + trust * (image - linear), (trust * (1.0 - w_linear)).astype(np.float32))
                     for image, w_linear, linear in refined]

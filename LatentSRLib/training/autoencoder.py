@@ -258,7 +258,7 @@ def export(model: LatentInterpolationAE, config: AETrainingConfig, history: list
         "correction_sigma_mm": config.correction_sigma_mm,
         "correction_gain": config.correction_gain,
         "intensity": "1st/99th percentile per volume -> [0, 1]",
-        "training": {k: v for k, v in dataclasses.asdict(config).items() if k not in ("progress",)},
+        "training": common.recorded_config(config),
         "history": history,
         "device": str(device),
         "torch": torch.__version__,

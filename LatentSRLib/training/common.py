@@ -1,7 +1,9 @@
-"""What every training loop shares: device choice, seeding, resumable checkpoints."""
+"""What every training loop shares: device choice, seeding, resumable checkpoints, the training
+options as a weights file records them."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from pathlib import Path
@@ -23,6 +25,21 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
     """The resumable checkpoint kept beside the exported weights file ``out``."""
     out = Path(out)
     return out.with_name(out.name + ".ckpt")
+
+
+def recorded_config(config: Any, leave_out: tuple[str, ...] = ("progress",)) -> dict[str, Any]:
+    """A training config (dataclass) as plain data for a weights file's metadata, with every absolute
+    path reduced to its last component: a file that is shared must not carry the trainer's folders
+    (they can name users and machines); the model card holds the reproducing command."""
+    def portable(value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str) and os.path.isabs(value):
+            return os.path.basename(os.path.normpath(value))
+        if isinstance(value, (list, tuple)):
+            return [portable(v) for v in value]
+        return value
+    return {k: portable(v) for k, v in dataclasses.asdict(config).items() if k not in leave_out}
 
 
 def plain(value: Any) -> Any:

@@ -352,8 +352,7 @@ def export(model: ContrastiveSR, config: ContrastiveTrainingConfig, weights: Los
         "pixel_size": config.pixel_size,
         "intensity": "1st/99th percentile per volume -> [0, 1]",
         "orientation": "slice axis vertical (image rows)",
-        "training": {k: (list(map(str, v)) if k in ("hr", "lr") else v)
-                     for k, v in dataclasses.asdict(config).items() if k != "progress"},
+        "training": common.recorded_config(config),
         "loss_weights": dataclasses.asdict(weights),
         "history": history,
         "device": str(device),

@@ -1,0 +1,111 @@
+"""Training the cross-fade detector (:mod:`LatentSRLib.models.crossfade`) on anisotropic scans only.
+
+Examples, drawn afresh every step from the scans' frames (each percentile-normalised on its own):
+half are acquired slices (label 0), half blends (1 - w) S_n + w S_n+1 of two neighbouring acquired
+slices with w uniform in [0.25, 0.75] (label 1): what a linear re-sampling along the slice axis makes
+of a stack. Blends closer to one end (w < 0.25) look like acquired slices and are left out. Each
+image is the centre crop, flipped, rotated by a multiple of 90 degrees and scaled in contrast by
+0.8-1.2 (scanners differ in contrast; the detector must not learn the data set's intensities).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .. import LatentSRError
+from ..intensity import normalise
+from ..models import registry
+from ..models.crossfade import CROP, CrossfadeDetector, detector_input
+from ..volume import read
+from . import common
+from .data import training_files
+
+#: Blend weights of the positive examples (see the module docstring).
+BLEND_WEIGHTS = (0.25, 0.75)
+@dataclasses.dataclass
+class CrossfadeTrainingConfig:
+    """Options of the detector's training (``scans``: files or folders of 3D or 4D scans)."""
+
+    out: str = "crossfade.pt"
+    scans: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    widths: tuple[int, ...] = (16, 32, 32, 64)
+    steps: int = 900
+    batch: int = 32
+    learning_rate: float = 1e-3
+    contrast: tuple[float, float] = (0.8, 1.2)
+    seed: int = 0
+    threads: int | None = None
+    init: str | None = None
+
+
+def load_stacks(paths: Sequence[str], exclude: Sequence[str] = ()) -> list[np.ndarray]:
+    """Every frame of every scan as a normalised (Z, Y, X) stack of at least two slices."""
+    stacks = []
+    for path in training_files(paths, exclude):
+        for frame in read(path).array:
+            if frame.shape[0] >= 2:
+                stacks.append(normalise(frame, clip=True)[0].astype(np.float32))
+    if not stacks:
+        raise LatentSRError("no scan with two or more slices to train the cross-fade detector on")
+    return stacks
+
+
+def draw_batch(stacks: list[np.ndarray], size: int, rng: np.random.Generator,
+               contrast: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (size, 1, CROP, CROP), labels (size,)): half blends of neighbours, half acquired slices."""
+    images, labels = [], []
+    for _ in range(size):
+        stack = stacks[rng.integers(len(stacks))]
+        z = int(rng.integers(len(stack) - 1))
+        if rng.random() < 0.5:
+            w = rng.uniform(*BLEND_WEIGHTS)
+            image, label = (1 - w) * stack[z] + w * stack[z + 1], 1.0
+        else:
+            image, label = stack[z + int(rng.integers(2))], 0.0
+        image = detector_input(image)
+        if rng.random() < 0.5:
+            image = image[::-1]
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        image = np.rot90(image, int(rng.integers(4)))
+        images.append(np.clip(image * rng.uniform(*contrast), 0.0, 1.0))
+        labels.append(label)
+    return torch.from_numpy(np.stack(images)[:, None].astype(np.float32)), torch.tensor(labels)
+
+
+def train(config: CrossfadeTrainingConfig) -> Path:
+    """Train, write the weights (float16, kind "crossfade") and return their path."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    rng = common.seed_everything(config.seed)
+    stacks = load_stacks(config.scans, config.exclude)
+    model = CrossfadeDetector(tuple(config.widths))
+    if config.init:  # continue from earlier weights (same widths)
+        content = registry.load(config.init, "crossfade")
+        model = CrossfadeDetector(tuple(content["config"]["widths"]))
+        model.load_state_dict(content["state_dict"])
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    started = time.monotonic()
+    history = []
+    for step in range(1, config.steps + 1):
+        images, labels = draw_batch(stacks, config.batch, rng, config.contrast)
+        loss = F.binary_cross_entropy_with_logits(model(images), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step % 100 == 0 or step == config.steps:
+            history.append({"step": step, "loss": round(loss.item(), 4),
+                            "minutes": round((time.monotonic() - started) / 60, 2)})
+    meta = {"steps": config.steps, "minutes": history[-1]["minutes"], "history": history,
+            "stacks": len(stacks), "crop": CROP, "blend_weights": list(BLEND_WEIGHTS),
+            "intensity": "1st/99th percentile per volume -> [0, 1]", "config": common.recorded_config(config)}
+    registry.save(config.out, "crossfade", model.config, model.state_dict(), meta)
+    return Path(config.out)

@@ -1,0 +1,91 @@
+"""The cross-fade detector: its training, and the motion-compensated methods' fall-back to linear
+interpolation on stacks re-sampled along the slice axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from LatentSRLib import phantom
+from LatentSRLib.intensity import normalise
+from LatentSRLib.methods import flow
+from LatentSRLib.models import registry
+from LatentSRLib.models.crossfade import CROP, detector_input
+from LatentSRLib.synthesize import crossfade
+from LatentSRLib.volume import read, write
+
+
+def resampled(stack: np.ndarray, ratio: float) -> np.ndarray:
+    """(Z, Y, X) linearly re-sampled along Z at ``ratio`` times the spacing (as CMRxMotion is)."""
+    positions = np.arange(0.0, len(stack) - 1 + 1e-6, ratio)
+    low = np.minimum(np.floor(positions).astype(int), len(stack) - 2)
+    w = (positions - low)[:, None, None]
+    return ((1 - w) * stack[low] + w * stack[low + 1]).astype(np.float32)
+
+
+def test_detector_input_is_the_padded_centre():
+    image = np.arange(60 * 200, dtype=np.float32).reshape(60, 200) / 12000
+    seen = detector_input(image)
+    assert seen.shape == (CROP, CROP)
+    np.testing.assert_array_equal(seen[:60], image[:, 36:164])
+    assert not seen[60:].any()
+
+
+def test_training_draws_blends_and_acquired_slices_and_writes_portable_weights(tmp_path):
+    from LatentSRLib.training import crossfade as training
+    cine = phantom.cine(frames=2, slices=4, size=40).acquired
+    folder = tmp_path / "someone's scans"
+    folder.mkdir()
+    write(cine, folder / "cine.nii.gz")
+    stacks = training.load_stacks([str(folder)])
+    assert len(stacks) == 2 and all(0.0 <= s.min() and s.max() <= 1.0 for s in stacks)
+    images, labels = training.draw_batch(stacks, 64, np.random.default_rng(0), (1.0, 1.0))
+    assert images.shape == (64, 1, CROP, CROP) and set(labels.tolist()) == {0.0, 1.0}
+    assert 16 < labels.sum() < 48
+
+    out = training.train(training.CrossfadeTrainingConfig(out=str(tmp_path / "d.pt"), scans=[str(folder)],
+                                                          widths=(4, 8), steps=3, batch=4, threads=1))
+    content = registry.load(str(out), "crossfade")
+    assert content["meta"]["config"]["scans"] == ["someone's scans"]
+    score = crossfade.stack_score(stacks[0], str(out))
+    assert 0.0 <= score <= 1.0
+    assert crossfade.stack_score(np.zeros((3, 40, 40), np.float32), str(out)) is None  # nothing to judge
+
+
+@pytest.mark.integration
+def test_bundled_detector_tells_resampled_validation_stacks_and_flow_falls_back_to_linear(data_dir):
+    """A validation patient (never a test one): acquired, every other slice kept, flow is trusted; the
+    same stack re-sampled to 0.7 of its spacing, flow returns linear interpolation exactly."""
+    frame = read(data_dir / "acdc_fullfov" / "patient001" / "patient001_frame01.nii.gz").array[0]
+    stack = normalise(frame, clip=True)[0]
+    acquired, blended = stack[::2], resampled(stack, 0.7)[::2]
+    assert crossfade.stack_score(acquired) < crossfade.ACQUIRED_SCORE
+    assert crossfade.stack_score(blended) > crossfade.RESAMPLED_SCORE
+    assert crossfade.resampling_trust(acquired) == 1.0 and flow.scan_confidence(blended) == 0.0
+    images, confidence = flow.interpolate_stack(blended, 2)
+    np.testing.assert_array_equal(images[1::2], ((1 - 0.5) * blended[:-1] + 0.5 * blended[1:]).astype(np.float32))
+    assert not confidence[1::2].any()
+
+
+@pytest.mark.integration
+def test_the_resampling_check_can_be_switched_off_from_the_command_line(data_dir, tmp_path):
+    """--no-resampling-check (for anatomy the detector does not know): flow is motion-compensated again
+    on the stack the detector calls re-sampled; the cohort records the option in its identity."""
+    from LatentSRLib.cli import main
+    from LatentSRLib.cohort import Options
+    frame = read(data_dir / "acdc_fullfov" / "patient001" / "patient001_frame01.nii.gz")
+    stack = normalise(frame.array[0], clip=True)[0]
+    blended = frame.with_array(resampled(stack, 0.7)[::2][None],
+                               (frame.spacing[0], frame.spacing[1], frame.spacing[2] * 1.4))
+    source = write(blended, tmp_path / "blended.nii.gz")
+    outputs = {}
+    for flag in ([], ["--no-resampling-check"]):
+        out = tmp_path / f"flow{len(flag)}.nii.gz"
+        assert main(["super-resolve", str(source), "-o", str(out), "--method", "flow", "--factor", "2",
+                     "--quiet", *flag]) == 0
+        outputs[len(flag)] = read(out).array[0]
+    kept = outputs[0][::2]
+    # linear interpolation, up to the float rounding of the pipeline's intensity scaling and back
+    np.testing.assert_allclose(outputs[0][1::2], 0.5 * (kept[:-1] + kept[1:]), atol=1e-5)
+    assert np.abs(outputs[1][1::2] - outputs[0][1::2]).max() > 0.05
+    assert Options("flow", resampling_check=False).identity("", 2)["resampling_check"] is False

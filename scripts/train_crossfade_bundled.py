@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Train the bundled cross-fade detector (Resources/Models/crossfade.md) from ../shared/data.
+
+The training patients are those of the motion model (scripts/train_motion_bundled.py, the one place
+that knows the test and validation patients): the ACDC 5 mm patients and CMRxMotion are test sets and
+never read; the validation patients choose the detector's thresholds (benchmarks/crossfade_validation.py).
+
+    .venv/bin/python scripts/train_crossfade_bundled.py --out runs/crossfade.pt
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from LatentSRLib.training.crossfade import CrossfadeTrainingConfig, train  # noqa: E402
+from train_motion_bundled import DATA, TEST, VALIDATION, patient_folders  # noqa: E402  (this folder)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/crossfade.pt")
+    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", help="continue from these weights")
+    args = parser.parse_args()
+    everyone = {p.name[len("patient"):] for p in (DATA / "acdc_fullfov").glob("patient*")}
+    training = everyone - TEST - VALIDATION
+    config = CrossfadeTrainingConfig(out=args.out, scans=patient_folders(training), steps=args.steps,
+                                     threads=args.threads, seed=args.seed, init=args.init)
+    print(f"training patients: {len(training)}")
+    print(f"weights written to {train(config)}")
+
+
+if __name__ == "__main__":
+    main()
