@@ -186,6 +186,16 @@ def through_plane_planes(slices: np.ndarray, factor: int) -> dict[str, np.ndarra
     return {"x": dense.transpose(2, 0, 1), "y": dense.transpose(1, 0, 2)}
 
 
+def resample_along_slices(stack: np.ndarray, ratio: float) -> np.ndarray:
+    """(Z, Y, X) linearly re-sampled along Z at ``ratio`` times the spacing, from the first slice: how
+    some data sets are distributed (CMRxMotion is), where most slices are blends of two acquired ones.
+    Used to simulate such stacks (motion training, the cross-fade detector's validation)."""
+    positions = np.arange(0.0, len(stack) - 1 + 1e-6, ratio)
+    low = np.minimum(np.floor(positions).astype(int), len(stack) - 2)
+    w = (positions - low)[:, None, None].astype(np.float32)
+    return (1 - w) * stack[low] + w * stack[low + 1]
+
+
 def _upsample_frames(array: np.ndarray, factor: int, method: str, run) -> np.ndarray:
     """The pipeline contract over frames: (T, Z, Y, X) -> (T, (Z - 1) * factor + 1, Y, X) float32."""
     array = np.asarray(array, dtype=np.float32)

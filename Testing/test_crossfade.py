@@ -8,19 +8,12 @@ import pytest
 
 from LatentSRLib import phantom
 from LatentSRLib.intensity import normalise
+from LatentSRLib.interpolate import resample_along_slices as resampled
 from LatentSRLib.methods import flow
 from LatentSRLib.models import registry
 from LatentSRLib.models.crossfade import CROP, detector_input
 from LatentSRLib.synthesize import crossfade
 from LatentSRLib.volume import read, write
-
-
-def resampled(stack: np.ndarray, ratio: float) -> np.ndarray:
-    """(Z, Y, X) linearly re-sampled along Z at ``ratio`` times the spacing (as CMRxMotion is)."""
-    positions = np.arange(0.0, len(stack) - 1 + 1e-6, ratio)
-    low = np.minimum(np.floor(positions).astype(int), len(stack) - 2)
-    w = (positions - low)[:, None, None]
-    return ((1 - w) * stack[low] + w * stack[low + 1]).astype(np.float32)
 
 
 def test_detector_input_is_the_padded_centre():

@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LatentSRLib.intensity import normalise  # noqa: E402
+from LatentSRLib.interpolate import resample_along_slices  # noqa: E402
 from LatentSRLib.synthesize.crossfade import resampling_trust, stack_score  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
-from motion_validation import resampled  # noqa: E402  (this folder)
 
 RATIOS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
@@ -41,7 +41,7 @@ def main() -> None:
         scores = []
         trusts = []
         for stack in stacks:
-            kept = (stack if ratio == 1.0 else resampled(stack, ratio))[::args.keep_every]
+            kept = (stack if ratio == 1.0 else resample_along_slices(stack, ratio))[::args.keep_every]
             scores.append(stack_score(kept, args.weights))
             trusts.append(resampling_trust(kept, args.weights))
         s = np.array(scores, float)

@@ -31,11 +31,11 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LatentSRLib.evaluate import protocol_case  # noqa: E402
+from LatentSRLib.interpolate import resample_along_slices  # noqa: E402
 from LatentSRLib.methods import flow  # noqa: E402
 from LatentSRLib.metrics import centre_crop, psnr, ssim  # noqa: E402
 from LatentSRLib.opticalflow import BLANK_STD, candidates, cv2_threads, estimate_flows, warp  # noqa: E402
 from LatentSRLib.volume import find_images, read, volume_name  # noqa: E402
-from motion_validation import resampled  # noqa: E402  (this folder)
 
 
 FB_SMOOTHING, FB_OCCLUSION_PX, FB_CONFIDENCE_PX = 2.0, 1.0, 2.0
@@ -91,7 +91,7 @@ def main() -> None:
         if args.resample:
             spacing = list(volume.spacing)
             spacing[2] *= args.resample
-            volume = volume.with_array(np.stack([resampled(f, args.resample) for f in volume.array]), tuple(spacing))
+            volume = volume.with_array(np.stack([resample_along_slices(f, args.resample) for f in volume.array]), tuple(spacing))
         for t in range(volume.n_frames):
             case = protocol_case(f"{volume_name(path)}_t{t}", volume.with_array(volume.array[t:t + 1]))
             kept = case.truth[::2]

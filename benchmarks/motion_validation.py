@@ -26,18 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LatentSRLib import evaluate  # noqa: E402
+from LatentSRLib.interpolate import resample_along_slices  # noqa: E402
 from LatentSRLib.methods import flow  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 
 METHODS = ["linear", "flow", "motion"]
-
-
-def resampled(stack: np.ndarray, ratio: float) -> np.ndarray:
-    """(Z, Y, X) linearly re-sampled along Z at ``ratio`` times the spacing, from the first slice."""
-    positions = np.arange(0.0, len(stack) - 1 + 1e-6, ratio)
-    low = np.minimum(np.floor(positions).astype(int), len(stack) - 2)
-    w = (positions - low)[:, None, None]
-    return ((1 - w) * stack[low] + w * stack[low + 1]).astype(np.float32)
 
 
 def main() -> None:
@@ -55,7 +48,7 @@ def main() -> None:
         if args.resample:
             spacing = list(volume.spacing)
             spacing[2] *= args.resample
-            volume = volume.with_array(resampled(volume.array[0], args.resample)[None], tuple(spacing))
+            volume = volume.with_array(resample_along_slices(volume.array[0], args.resample)[None], tuple(spacing))
         rows += evaluate.evaluate_volume(Path(path).name, volume, METHODS, device="cpu",
                                          weights={"motion": args.weights})
     scores = {m: np.array([(r.ssim, min(r.psnr, 60.0)) for r in rows if r.method == m]) for m in METHODS}

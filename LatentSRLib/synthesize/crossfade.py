@@ -20,6 +20,8 @@ from .loading import load_network
 #: Stack scores at and below which a stack counts as acquired (trust 1), and at and above which as
 #: re-sampled (trust 0); linear in between. Chosen on validation patients (module docstring).
 ACQUIRED_SCORE, RESAMPLED_SCORE = 0.2, 0.3
+
+
 def stack_score(slices: np.ndarray, weights: str | None = None) -> float | None:
     """Mean probability that a slice of the normalised (Z, Y, X) stack is a cross-fade (None: no
     slice with content). Runs on the CPU: a few slices of 128 x 128 take milliseconds."""

@@ -277,7 +277,7 @@ def export(student: ContrastiveSR, config: DistillConfig, teacher_content: dict,
                            f"{config.teacher}): the student reproduces the teacher's correction on reformats",
                  "teacher": {"name": config.teacher, "sha256": registry.sha256(teacher_content["path"]),
                              "config": teacher_content["config"]},
-                 "distillation": dataclasses.asdict(config), "history": history,
+                 "distillation": common.recorded_config(config), "history": history,
                  "device": "cpu", "torch": torch.__version__})
     return registry.save(config.out, "contrastive", student.config, student.state_dict(), meta)
 

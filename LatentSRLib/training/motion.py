@@ -37,11 +37,13 @@ from tqdm import tqdm
 
 from .. import LatentSRError
 from ..intensity import normalise
+from ..interpolate import resample_along_slices
 from ..models import registry
 from ..models.motion import CANDIDATES, INPUTS, MotionRefiner, network_inputs
-from ..volume import find_images, read
+from ..volume import read
 from ..devices import pick_device
 from . import common
+from .data import training_files
 
 
 @dataclasses.dataclass
@@ -91,14 +93,6 @@ def _centre_crop(image: np.ndarray, size: int, rng: np.random.Generator | None) 
     return image[..., starts[0]:starts[0] + size, starts[1]:starts[1] + size]
 
 
-def _resampled(stack: np.ndarray, ratio: float) -> np.ndarray:
-    """(Z, Y, X) linearly re-sampled along Z at ``ratio`` times the spacing (from the first slice)."""
-    positions = np.arange(0.0, len(stack) - 1 + 1e-6, ratio)
-    low = np.minimum(np.floor(positions).astype(int), len(stack) - 2)
-    w = (positions - low)[:, None, None].astype(np.float32)
-    return (1 - w) * stack[low] + w * stack[low + 1]
-
-
 def _blank(image: np.ndarray) -> bool:
     return float(image.std()) < 1e-3
 
@@ -108,12 +102,12 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
     """(A, M, B, t) triplets from the configured scans, at most ``max_examples``, mixed as configured."""
     space, resampled, times = [], [], []
     def files(paths):
-        return [f for f in (find_images(paths) if paths else []) if not any(p in str(f) for p in config.exclude)]
+        return training_files(paths, config.exclude) if paths else []
 
     for path in tqdm(files(config.slices), desc="slice triplets",
                      disable=not progress):
         for stack in _frames(path):
-            for source, target in ((stack, space), (_resampled(stack, rng.uniform(0.5, 0.9)), resampled)):
+            for source, target in ((stack, space), (resample_along_slices(stack, rng.uniform(0.5, 0.9)), resampled)):
                 for n in range(1, len(source) - 1):
                     i, j = tuple(rng.permutation([1, 2])) if rng.random() < config.asymmetric_fraction else (1, 1)
                     if n - i < 0 or n + j >= len(source):
