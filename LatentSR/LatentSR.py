@@ -74,6 +74,7 @@ class LatentSRParameterNode:
     targetSpacing: Annotated[float, WithinRange(0.1, 20.0)] = 1.5
     device: str = "auto"
     outputPrefix: str = ""
+    resamplingCheck: bool = True  # flow, motion: linear on stacks the cardiac cross-fade detector calls re-sampled
     showConfidence: bool = False
     confidenceOpacity: Annotated[int, WithinRange(0, 100)] = 50
 
@@ -231,7 +232,7 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self._start(self._methods(), lambda: lsr.start_job(
             p.inputNode, self._methods(), *self._factorAndSpacing(), device=p.device, weights=p.model or None,
-            roi=p.roi, prefix=p.outputPrefix or None))
+            roi=p.roi, prefix=p.outputPrefix or None, resampling_check=p.resamplingCheck))
 
     def onCheckButton(self) -> None:
         p = self._parameterNode

@@ -203,7 +203,8 @@ def _read_text(path: Path) -> str:
 
 def start(volume: Volume, methods: str | Sequence[str], factor: int | None = None, spacing: float | None = None,
           *, axis: int | None = None, device: str = "auto", weights: str | dict[str, str] | None = None,
-          keep_original: bool = True, batch_slices: int = 16, python: str | None = None) -> Job:
+          keep_original: bool = True, batch_slices: int = 16, resampling_check: bool = True,
+          python: str | None = None) -> Job:
     """Start super-resolving ``volume`` with each method in a new Python process; returns at once.
 
     Args:
@@ -220,7 +221,8 @@ def start(volume: Volume, methods: str | Sequence[str], factor: int | None = Non
     if unknown:
         raise LatentSRError(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})")
     options = {"kind": "super-resolve", "methods": methods, "factor": factor, "spacing": spacing, "axis": axis,
-               "device": device, "weights": weights, "keep_original": keep_original, "batch_slices": batch_slices}
+               "device": device, "weights": weights, "keep_original": keep_original, "batch_slices": batch_slices,
+               "resampling_check": resampling_check}
     return _launch(volume, options, methods, volume.n_frames, python)
 
 
@@ -287,6 +289,7 @@ def _worker(folder: Path) -> int:
             from .pipeline import LEARNED
             run = Run(device=options["device"], weights=weights if method in LEARNED else None,
                       keep_original=options["keep_original"], batch_slices=options["batch_slices"],
+                      resampling_check=options["resampling_check"],
                       progress=lambda fraction, number=number: report(number, fraction))
             report(number, 0.0, force=True)
             result, run = super_resolve_with_fallback(volume, method, options["factor"], options["spacing"],

@@ -28,8 +28,7 @@ from .volume import Volume, read, volume_name, write
 
 #: The demo phantom: frames of the cine (evenly over one beat: end-diastole and mid-contraction, as
 #: ACDC's ED/ES pairs) and their geometry (10 slices 10 mm apart, 128 x 128 pixels of 1.4 mm, truth
-#: at 7x finer slices). Two frames keep the demo under a minute on two CPU cores (the contrastive
-#: model takes most of it).
+#: at 7x finer slices). Two frames keep the demo under half a minute on two CPU cores (README, demo).
 PHANTOM_FRAMES = 2
 #: Output volumes are written uncompressed: noisy float32 barely compresses (16 %) and gzip took 1.6 s
 #: a file.

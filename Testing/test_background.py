@@ -195,3 +195,22 @@ def test_a_method_that_yields_confidence_returns_it(monkeypatch):
     assert confidence.array.shape == results["flow"].array.shape
     assert confidence.spacing == results["flow"].spacing
     assert confidence.array.dtype == np.float32 and 0 <= confidence.array.min() <= confidence.array.max() <= 1
+
+
+def test_the_resampling_check_reaches_the_background_run():
+    """The panel's "Check for re-sampled stacks" switch: the cross-fade detector calls this flat
+    synthetic disc re-sampled, so with the check flow falls back to linear interpolation (confidence
+    0), and without it flow follows the disc's motion."""
+    if "flow" not in pipeline.METHODS:
+        pytest.skip("no flow method in this installation")
+    yy, xx = np.mgrid[:48, :48].astype(np.float32)
+    disc = np.stack([0.1 + 0.8 / (1 + np.exp((np.hypot(xx - 12 - 3 * z, yy - 24) - 8) / 0.8)) for z in range(7)])
+    volume = Volume(disc[None].astype(np.float32), (1.4, 1.4, 10.0))
+    results = {}
+    for check in (True, False):
+        job = background.start(volume, "flow", factor=2, resampling_check=check)
+        results[check] = (job.result(timeout=120)["flow"].array[0], job.confidences["flow"].array[0])
+    linear = 0.5 * (disc[:-1] + disc[1:])
+    np.testing.assert_allclose(results[True][0][1::2], linear, atol=1e-5)
+    assert results[True][1][1::2].max() == 0  # acquired slices are exact (1) either way
+    assert np.abs(results[False][0][1::2] - linear).max() > 0.05 and results[False][1][1::2].max() > 0.5

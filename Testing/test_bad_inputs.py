@@ -283,7 +283,7 @@ def _start_long_write(tmp_path: Path, suffix: str) -> tuple[subprocess.Popen, Pa
         assert process.poll() is None, process.stderr.read()
         assert time.monotonic() < deadline, "the write never started"
         time.sleep(0.002)
-    time.sleep(0.05)  # well inside the write (about a second for 150 MB)
+    time.sleep(0.01)  # inside the write: 150 MB take 0.1-1 s (0.1 s with a warm page cache, so not 0.05 s later)
     return process, source, out
 
 

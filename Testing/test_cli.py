@@ -213,3 +213,31 @@ def test_train_motion_command_writes_loadable_weights_without_the_trainers_folde
     assert "private-folder" not in repr(content["meta"])
     result = super_resolve(cine.with_array(cine.array[:1]), "motion", factor=2, run=Run(weights=str(out)))
     assert result.array.shape[1] == 9 and np.isfinite(result.array).all()
+
+
+def test_train_contrastive_fast_distils_a_teacher_into_a_student_the_method_loads(tmp_path):
+    """`latentsr train contrastive-fast`: a small teacher, a few steps; the student file carries its
+    teacher's digest and runs through the contrastive method; a student is refused as a teacher."""
+    import torch
+    from LatentSRLib import phantom
+    from LatentSRLib.models import registry
+    from LatentSRLib.models.contrastive import ContrastiveSR
+    from LatentSRLib.pipeline import Run, super_resolve
+    torch.manual_seed(0)
+    teacher = ContrastiveSR(width=8, encoder_blocks=1, decoder_blocks=1, projection_dim=8)
+    teacher_file = registry.save(tmp_path / "teacher.pt", "contrastive", teacher.config, teacher.state_dict(),
+                                 {"pixel_size": 1.4})
+    cine = phantom.cine(frames=2, slices=5, size=104, pixel_size=1.4, factor=1).acquired  # windows of 96 pixels
+    (tmp_path / "scans").mkdir()
+    write(cine.with_array(cine.array[:1]), tmp_path / "scans" / "patient001_frame01.nii.gz")
+    write(cine.with_array(cine.array[1:]), tmp_path / "scans" / "patient002_frame01.nii.gz")
+    out = tmp_path / "fast.pt"
+    assert run_cli("train", "contrastive-fast", "--data", tmp_path / "scans", "--teacher", teacher_file, "--out", out,
+                   "--val-patients", "patient002", "--steps", "3", "--quiet") == 0
+    content = registry.load(str(out), "contrastive")
+    assert content["config"]["architecture"] == "in-between"
+    assert content["meta"]["teacher"]["sha256"] == registry.sha256(teacher_file)
+    result = super_resolve(cine.with_array(cine.array[:1]), "contrastive", factor=2, run=Run(weights=str(out)))
+    assert result.array.shape[1] == 9 and np.isfinite(result.array).all()
+    assert run_cli("train", "contrastive-fast", "--data", tmp_path / "scans", "--teacher", out,
+                   "--out", tmp_path / "again.pt", "--steps", "1", "--quiet") == 2

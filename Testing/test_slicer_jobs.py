@@ -128,7 +128,7 @@ def test_methods_and_models_for_the_selectors(monkeypatch):
     assert [c.label for c in menu.choices][-2:] == ["adapted.pt", "Other file..."]
     assert menu.choices[menu.current].value == "/data/mine/adapted.pt"
     default = lsr.model_menu("contrastive")
-    assert default.current == 0 and default.choices[0].value == "contrastive-acdc"
+    assert default.current == 0 and default.choices[0].value == "contrastive-acdc-fast"
     assert lsr.model_menu("bspline").choices == [] and lsr.model_menu("bspline").description == ""
 
 

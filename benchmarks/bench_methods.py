@@ -5,9 +5,9 @@ is its own; inside it the super-resolution is repeated and the median time is re
 taken from the synthetic phantom (the same numbers as real data for timing purposes).
 
     python benchmarks/bench_methods.py                       # the default methods, 10/20/30 frames, 3 repeats
-    python benchmarks/bench_methods.py --methods contrastive --frames 1,3 --repeats 3   # the README's contrastive row
+    python benchmarks/bench_methods.py --methods contrastive --frames 1,10,30 --repeats 3   # the README's contrastive rows
     python benchmarks/bench_methods.py --methods ae --frames 30 --repeats 1 --device cuda
-    python benchmarks/bench_methods.py --methods contrastive --frames 1,3 --weights contrastive-acdc   # the teacher
+    python benchmarks/bench_methods.py --methods contrastive --frames 1 --repeats 2 --weights contrastive-acdc   # the teacher
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``latentsr train ae | contrastive | motion``: train a model on anisotropic scans only."""
+"""``latentsr train ae | contrastive | contrastive-fast | motion``: train a model on anisotropic scans only."""
 
 from __future__ import annotations
 
@@ -38,6 +38,15 @@ def run_contrastive(args: argparse.Namespace) -> int:
         width=args.width, encoder_blocks=args.encoder_blocks, thickness_range=tuple(args.thickness),
         seed=args.seed, device=args.device, resume=args.resume, max_minutes=args.max_minutes,
         progress=not args.quiet, exclude=tuple(args.exclude))
+    print(f"weights written to {train(config)}")
+    return 0
+
+
+def run_contrastive_fast(args: argparse.Namespace) -> int:
+    from ..training.distill import DistillConfig, train
+    config = DistillConfig(data=args.data, out=args.out, teacher=args.teacher, exclude=tuple(args.exclude),
+                           validation=tuple(args.val_patients or ()), steps=args.steps, cache=args.cache,
+                           max_minutes=args.max_minutes, seed=args.seed, resume=args.resume, progress=not args.quiet)
     print(f"weights written to {train(config)}")
     return 0
 
@@ -121,6 +130,26 @@ def add_parser(commands) -> None:
     co.add_argument("--max-minutes", type=float)
     co.add_argument("--quiet", action="store_true")
     co.set_defaults(run=run_contrastive)
+
+    fa = models.add_parser("contrastive-fast", help="distil a contrastive model into its fast student",
+                           description="Knowledge distillation (CPU): the student learns the teacher's correction "
+                                       "on the new rows of through-plane reformats of --data, from their acquired "
+                                       "rows alone (Resources/Models/contrastive.md, contrastive-acdc-fast). No "
+                                       "truth is used.")
+    fa.add_argument("--data", nargs="+", required=True, help="scans (files or folders) whose reformats it learns on")
+    fa.add_argument("--teacher", default="contrastive-acdc", help="the contrastive weights to distil (bundled name "
+                                                                  "or file; default contrastive-acdc)")
+    fa.add_argument("--out", required=True, help="weights file to write (a resumable .ckpt is kept beside it)")
+    add_exclude_flag(fa)
+    fa.add_argument("--val-patients", nargs="+", help="patients (file-name prefixes, e.g. patient001) held out to "
+                                                      "choose the step with the lowest student-teacher difference")
+    fa.add_argument("--steps", type=int, default=24000)
+    fa.add_argument("--cache", help="keep the teacher's targets in this .npz and reuse it")
+    fa.add_argument("--max-minutes", type=float)
+    fa.add_argument("--seed", type=int, default=0)
+    fa.add_argument("--resume", action="store_true")
+    fa.add_argument("--quiet", action="store_true")
+    fa.set_defaults(run=run_contrastive_fast)
 
     mo = models.add_parser("motion", help="the motion-aware refiner (blends flow-warped neighbours)",
                            description="Train on triplets of acquired slices (--slices: 3D scans or cines, "

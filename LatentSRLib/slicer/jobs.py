@@ -94,11 +94,12 @@ class NodeJob(PanelJob):
 def start_job(node: "slicer.vtkMRMLNode", methods: list[str], factor: int | None = None,
               spacing: float | None = None, device: str = "auto", weights: str | None = None,
               roi: "slicer.vtkMRMLMarkupsROINode | None" = None, prefix: str | None = None,
-              whole_sequence: bool = True, axis: int | None = None, python: str | None = None) -> NodeJob:
+              whole_sequence: bool = True, axis: int | None = None, python: str | None = None,
+              resampling_check: bool = True) -> NodeJob:
     """The panel's Super-resolve button, in the background: returns at once with a :class:`NodeJob`.
 
     Arguments as :func:`.batch.super_resolve_and_compare` (``weights`` applies to the learned
-    methods); the input (cropped to ``roi``) is copied now, so later edits of the node do not reach
+    methods; ``resampling_check`` as :class:`LatentSRLib.pipeline.Run`'s); the input (cropped to ``roi``) is copied now, so later edits of the node do not reach
     the run.
     """
     if not methods:
@@ -114,5 +115,5 @@ def start_job(node: "slicer.vtkMRMLNode", methods: list[str], factor: int | None
     factor = choose_factor(volume, factor, spacing, axis)
     names = [output_name(prefix or node.GetName(), method, factor) for method in methods]
     job = background.start(volume, methods, factor, axis=axis, device=device, weights=weights,
-                           python=python or python_executable())
+                           resampling_check=resampling_check, python=python or python_executable())
     return NodeJob(node, list(methods), factor, names, job)

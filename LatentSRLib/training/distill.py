@@ -1,23 +1,26 @@
-"""Knowledge distillation of the contrastive SR network into a smaller, faster one (issue #15).
+"""Knowledge distillation of the contrastive SR network into the fast in-between student (issue #15).
 
-The teacher (the bundled ``contrastive-acdc``, encoder of 5 residual blocks at width 32) runs at
-inference on every XZ and YZ reformat of a frame, linearly interpolated along Z by the internal factor
-m: about 2 TFLOP a frame, ~1 min on two CPU cores. The student is the same
-:class:`~LatentSRLib.models.contrastive.ContrastiveSR` at a smaller width and depth (so loading and
-inference stay one code path), trained to reproduce the teacher's correction ``teacher(x) - x`` on
-such reformats of training scans. Nothing else is learned: no truth, no adversarial or contrastive
-term; the student's LR decoder, degrader and projection head stay at their initial values and are
-unused at inference.
+The teacher (the bundled ``contrastive-acdc``, 14 convolutions at width 32) runs at inference on
+every XZ and YZ reformat of a frame, linearly interpolated along Z by the internal factor m: about 2
+TFLOP a frame, about a minute on two CPU cores. Its input is a function of the acquired rows alone,
+and only its output on the rows at j/factor of each gap is used, so the student
+(:class:`~LatentSRLib.models.contrastive_student.InBetweenStudent`) maps the Z acquired rows of a
+plane (and m) to the teacher's correction at any fraction t of the way between them. Nothing else is
+learned: no truth, no adversarial or contrastive term.
 
-Data (:func:`teacher_samples`): per frame and internal factor m (drawn from ``factors``), reformat
-planes of the linearly interpolated frame (XZ or YZ, full height: their top and bottom rows are the
-first and last slices, as at inference), cut to a window of ``crop + 2 * context`` columns. The
-teacher runs on exactly that window; the loss is scored on its central ``crop`` columns only, where
-the window's cut edges do not reach (the teacher's receptive field is 29 pixels, the student's less).
-Planes of one height form a bucket; a batch is drawn from one bucket.
+Data (:func:`teacher_samples`): per frame one internal factor m (drawn from ``factors``),
+reformat planes of the linearly interpolated frame (XZ or YZ, full height: the top and bottom rows
+are the first and last slices, as at inference), cut to a window of ``crop + 2 * context`` columns.
+The teacher runs on exactly that window; the loss is scored on its central ``crop`` columns only,
+where the window's cut edges do not reach (the teacher's receptive field is 29 pixels, the
+student's 27). Planes with the same number of acquired rows and m form a bucket; a batch comes from one.
+
+A first student (the teacher's own class at width 8, on all (Z-1)*m+1 rows; the model card's
+"Distilled student, first try") was 5.7x faster but kept only 78 % of the teacher's SSIM gain: the
+work per frame, not the width, was what had to shrink.
 
     python -m LatentSRLib.training.distill --data ../shared/data/acdc_fullfov --out runs/student.pt \
-        --exclude patient035 ... --validation patient001 ... --width 8 --encoder-blocks 2
+        --exclude patient035 ... --validation patient001 ...
 """
 
 from __future__ import annotations
@@ -33,13 +36,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .. import LatentSRError
 from ..models import registry
 from ..models.contrastive import ContrastiveSR
+from ..models.contrastive_student import InBetweenStudent
 from . import common
 from .contrastive import linear_along_z
 from .data import MODEL_PIXEL_SIZE, TrainingVolume, load_volumes, patient_of
 
-Buckets = dict[int, tuple[np.ndarray, np.ndarray]]  # plane height -> (inputs (N, H, W), teacher corrections)
+# (acquired rows Z, internal factor m) -> (acquired rows (N, Z, W), the teacher's corrections on the rows
+# between them (N, m-1, Z-1, W): [i, k] is the row at fraction i/m from acquired row k to k+1), float16
+Buckets = dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclasses.dataclass
@@ -51,18 +58,23 @@ class DistillConfig:
     teacher: str = "contrastive-acdc"
     exclude: Sequence[str] = ()        # files whose path contains any of these: never read
     validation: Sequence[str] = ()     # patients (e.g. "patient001") held out for the fidelity check
-    width: int = 8
-    encoder_blocks: int = 2
-    decoder_blocks: int = 1
-    factors: Sequence[int] = (5, 6, 8, 8, 8, 8, 10, 12, 14)  # internal factors m drawn per frame
-    planes_per_frame: int = 32
+    width: int = 32
+    blocks: int = 3
+    dilation: int = 2
+    head_width: int = 16
+    # Internal factors m drawn per frame. m = k * round(spacing / (k * 1.4 mm)) at factor k: at factor 2,
+    # 4 for 5-7 mm slices, 6 for 8 mm, 8 for 10 mm (the test protocol), 14 for 20 mm; near-isotropic
+    # factors give m = k (7 for 10 mm slices at 1.4 mm).
+    factors: Sequence[int] = (3, 4, 5, 6, 7, 8, 8, 8, 9, 10, 12, 14)
+    midpoint_share: float = 0.5  # share of training examples at t = 1/2 (factor 2) when m is even
+    planes_per_frame: int = 48
     validation_planes_per_frame: int = 8
     crop: int = 64
     context: int = 16
-    steps: int = 4000
-    batch_size: int = 16
+    steps: int = 24000
+    batch_size: int = 32
     learning_rate: float = 2e-3
-    eval_every: int = 250
+    eval_every: int = 1000
     seed: int = 0
     cache: str | None = None           # .npz of the teacher's targets (made once, then reused as it is)
     max_frames: int = 2
@@ -88,50 +100,41 @@ def reformat_windows(volume: TrainingVolume, m: int, count: int, width: int, rng
     return out
 
 
-def run_teacher(teacher: torch.nn.Module, planes: list[np.ndarray], batch: int = 8) -> Buckets:
-    """The teacher's correction on each plane, grouped by plane shape: {height: (inputs, corrections)}
-    as float16 (N, H, W) arrays. Planes narrower than the common width are dropped."""
-    width = max(p.shape[1] for p in planes)
-    groups: dict[int, list[np.ndarray]] = {}
-    for plane in planes:
-        if plane.shape[1] == width:
-            groups.setdefault(plane.shape[0], []).append(plane)
-    buckets: Buckets = {}
+def run_teacher(teacher: torch.nn.Module, planes: list[np.ndarray], m: int, batch: int = 8
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The student's view of planes interpolated by ``m`` (all of one shape): their acquired rows
+    (N, Z, W) and the teacher's corrections on the rows between them (N, m-1, Z-1, W), float16."""
+    x = np.stack(planes)
+    z = (x.shape[1] - 1) // m + 1
+    corrections = []
     with torch.inference_mode():
-        for height, items in groups.items():
-            x = np.stack(items)
-            corrections = []
-            for start in range(0, len(x), batch):
-                images = torch.from_numpy(x[start:start + batch])[:, None].contiguous(memory_format=torch.channels_last)
-                corrections.append((teacher(images) - images)[:, 0].numpy())
-            buckets[height] = (x.astype(np.float16), np.concatenate(corrections).astype(np.float16))
-    return buckets
+        for start in range(0, len(x), batch):
+            images = torch.from_numpy(x[start:start + batch])[:, None].contiguous(memory_format=torch.channels_last)
+            c = (teacher(images) - images)[:, 0, :-1].reshape(-1, z - 1, m, x.shape[2])  # row k*m + i -> [k, i]
+            corrections.append(c[:, :, 1:].permute(0, 2, 1, 3).numpy())
+    return x[:, ::m].astype(np.float16), np.concatenate(corrections).astype(np.float16)
 
 
 def teacher_samples(volumes: Sequence[TrainingVolume], teacher: torch.nn.Module, factors: Sequence[int],
                     planes_per_frame: int, width: int, rng: np.random.Generator, progress: bool = False
                     ) -> Buckets:
     """Reformat windows of every volume (one factor m per volume, drawn from ``factors``) and the
-    teacher's corrections on them, as buckets by height."""
-    planes = []
+    teacher's corrections between acquired rows, as buckets by (acquired rows, m)."""
+    parts: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
     for i, volume in enumerate(volumes):
         m = int(rng.choice(list(factors)))
-        planes += reformat_windows(volume, m, planes_per_frame, width, rng)
+        planes = [p for p in reformat_windows(volume, m, planes_per_frame, width, rng) if p.shape[1] == width]
+        if planes:
+            rows, target = run_teacher(teacher, planes, m)
+            parts.setdefault((rows.shape[1], m), []).append((rows, target))
         if progress and (i + 1) % 20 == 0:
-            print(f"  reformats of {i + 1}/{len(volumes)} volumes", flush=True)
-    return run_teacher(teacher, planes)
-
-
-def merge(a: Buckets, b: Buckets) -> Buckets:
-    out = dict(a)
-    for h, (x, t) in b.items():
-        out[h] = (np.concatenate([out[h][0], x]), np.concatenate([out[h][1], t])) if h in out else (x, t)
-    return out
+            print(f"  teacher on reformats of {i + 1}/{len(volumes)} volumes", flush=True)
+    return {key: tuple(np.concatenate(arrays) for arrays in zip(*items)) for key, items in parts.items()}
 
 
 def save_buckets(path: str | Path, train: Buckets, validation: Buckets, meta: dict) -> None:
-    arrays = {f"{kind}_{part}_{h}": pair[i] for kind, buckets in (("train", train), ("val", validation))
-              for h, pair in buckets.items() for i, part in enumerate(("x", "t"))}
+    arrays = {f"{kind}_{part}_{z}_{m}": pair[i] for kind, buckets in (("train", train), ("val", validation))
+              for (z, m), pair in buckets.items() for i, part in enumerate(("x", "t"))}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, meta=np.array(repr(meta)), **arrays)
 
@@ -140,48 +143,65 @@ def load_buckets(path: str | Path) -> tuple[Buckets, Buckets, str]:
     data = np.load(path)
     out: dict[str, Buckets] = {"train": {}, "val": {}}
     for key in data.files:
-        if key == "meta" or not key.endswith(tuple("0123456789")) or "_x_" not in key:
-            continue
-        kind, _, h = key.split("_")
-        out[kind][int(h)] = (data[key], data[f"{kind}_t_{h}"])
+        if key.count("_") == 3 and key.split("_")[1] == "x":
+            kind, _, z, m = key.split("_")
+            out[kind][int(z), int(m)] = (data[key], data[f"{kind}_t_{z}_{m}"])
     return out["train"], out["val"], str(data["meta"])
 
 
-def distill_loss(student: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, context: int) -> torch.Tensor:
-    """L1 between the student's and the teacher's corrections on the central columns.
+def student_correction(student: InBetweenStudent, x: torch.Tensor, m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x (B, Z, W) acquired rows, m (B,), t (B,) -> (B, Z-1, W) the student's corrections at t."""
+    return student(x[:, None], m, t[:, None])[:, 0]
 
-    x, target: (B, H, W) inputs and teacher corrections; columns within ``context`` of the window's
-    cut edges are not scored."""
-    correction = student(x[:, None])[:, 0] - x
+
+def distill_loss(student: InBetweenStudent, x: torch.Tensor, target: torch.Tensor, m: torch.Tensor,
+                 t: torch.Tensor, context: int) -> torch.Tensor:
+    """L1 between the student's and the teacher's corrections at t on the central columns.
+
+    x (B, Z, W) acquired rows, target (B, Z-1, W), m and t (B,); columns within ``context`` of the
+    window's cut edges are not scored."""
     inner = slice(context, x.shape[-1] - context) if context else slice(None)
-    return F.l1_loss(correction[..., inner], target[..., inner])
+    return F.l1_loss(student_correction(student, x, m, t)[..., inner], target[..., inner])
 
 
-def sample_batch(buckets: Buckets, batch: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch from one bucket, chosen with probability proportional to its size."""
-    heights = sorted(buckets)
-    sizes = np.array([len(buckets[h][0]) for h in heights], float)
-    h = heights[int(rng.choice(len(heights), p=sizes / sizes.sum()))]
-    x, t = buckets[h]
+def sample_batch(buckets: Buckets, batch: int, rng: np.random.Generator, midpoint_share: float = 0.5
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, targets, m, t) of a batch from one bucket, chosen with probability proportional to its
+    size; each example at a random position i/m (with probability ``midpoint_share`` at 1/2 when m is even)."""
+    keys = sorted(buckets)
+    sizes = np.array([len(buckets[key][0]) for key in keys], float)
+    key = keys[int(rng.choice(len(keys), p=sizes / sizes.sum()))]
+    (_, m), (x, target) = key, buckets[key]
     index = rng.choice(len(x), size=batch, replace=len(x) < batch)
-    return torch.from_numpy(x[index].astype(np.float32)), torch.from_numpy(t[index].astype(np.float32))
+    rows = rng.integers(1, m, size=batch)
+    if m % 2 == 0:
+        rows = np.where(rng.random(batch) < midpoint_share, m // 2, rows)
+    return (torch.from_numpy(x[index].astype(np.float32)),
+            torch.from_numpy(target[index, rows - 1].astype(np.float32)),
+            torch.full((batch,), float(m)), torch.from_numpy((rows / m).astype(np.float32)))
 
 
-def fidelity(student: torch.nn.Module, buckets: Buckets, context: int, batch: int = 16) -> dict[str, float]:
-    """Student vs teacher on held-out planes: L1 of the corrections, and the share of the teacher's
-    correction energy the student leaves unexplained (MSE(student - teacher) / MSE(teacher))."""
+def fidelity(student: InBetweenStudent, buckets: Buckets, context: int, batch: int = 64, midpoint_only: bool = True
+             ) -> dict[str, float]:
+    """Student vs teacher on held-out planes (at t = 1/2, or at every position): L1 of the corrections,
+    and the share of the teacher's correction energy the student leaves unexplained
+    (MSE(student - teacher) / MSE(teacher))."""
     l1 = err = energy = count = 0.0
     student.eval()
     with torch.inference_mode():
-        for x_all, t_all in buckets.values():
+        for (_, m), (x_all, t_all) in buckets.items():
+            positions = [m // 2] if midpoint_only and m % 2 == 0 else range(1, m)
             for start in range(0, len(x_all), batch):
                 x = torch.from_numpy(x_all[start:start + batch].astype(np.float32))
-                t = torch.from_numpy(t_all[start:start + batch].astype(np.float32))[..., context:x.shape[-1] - context]
-                c = (student(x[:, None])[:, 0] - x)[..., context:x.shape[-1] - context]
-                l1 += float((c - t).abs().sum())
-                err += float(((c - t) ** 2).sum())
-                energy += float((t ** 2).sum())
-                count += t.numel()
+                inner = slice(context, x.shape[-1] - context)
+                t = torch.tensor([i / m for i in positions], dtype=torch.float32)
+                c = student(x[:, None], float(m), t)[..., inner]  # (B, P, Z-1, W)
+                target = torch.from_numpy(t_all[start:start + batch][:, [i - 1 for i in positions]].astype(np.float32))
+                target = target[..., inner]
+                l1 += float((c - target).abs().sum())
+                err += float(((c - target) ** 2).sum())
+                energy += float((target ** 2).sum())
+                count += target.numel()
     student.train()
     return {"l1": l1 / max(count, 1), "unexplained": err / max(energy, 1e-12),
             "teacher_rms": math.sqrt(energy / max(count, 1))}
@@ -201,11 +221,14 @@ def prepare(config: DistillConfig, teacher: torch.nn.Module, rng: np.random.Gene
     width = config.crop + 2 * config.context
     started = time.time()
     train = teacher_samples(used, teacher, config.factors, config.planes_per_frame, width, rng, config.progress)
+    if not train:
+        raise LatentSRError(f"no training reformat is {width} pixels wide at {MODEL_PIXEL_SIZE} mm: the scans must "
+                            f"span at least {width * MODEL_PIXEL_SIZE:.0f} mm in-plane (crop + 2 x context)")
     # Validation at the test protocol's internal factor (10 mm gaps at 1.4 mm, factor 2: m = 8).
     validation = teacher_samples(held, teacher, (8,), config.validation_planes_per_frame, width, rng) if held else {}
     if config.progress:
-        print(f"teacher targets: {sum(len(x) for x, _ in train.values())} training and "
-              f"{sum(len(x) for x, _ in validation.values())} validation planes, {time.time() - started:.0f} s",
+        print(f"teacher targets: {sum(len(b[0]) for b in train.values())} training and "
+              f"{sum(len(b[0]) for b in validation.values())} validation planes, {time.time() - started:.0f} s",
               flush=True)
     if config.cache:
         save_buckets(config.cache, train, validation, {"teacher": config.teacher, "exclude": list(config.exclude),
@@ -218,11 +241,13 @@ def train(config: DistillConfig) -> Path:
     validation L1 (or the last, without validation) as float16 weights to ``config.out``."""
     rng = common.seed_everything(config.seed)
     content = registry.load(config.teacher, "contrastive")
+    if "architecture" in content["config"]:
+        raise LatentSRError(f"the teacher {config.teacher} is itself a fast student: distil the contrastive model")
     teacher = ContrastiveSR(**content["config"])
     teacher.load_state_dict(content["state_dict"])
     teacher = teacher.eval().to(memory_format=torch.channels_last)
     train_set, validation = prepare(config, teacher, rng)
-    student = ContrastiveSR(config.width, config.encoder_blocks, config.decoder_blocks)
+    student = InBetweenStudent(config.width, config.blocks, config.dilation, config.head_width)
     optimiser = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, config.steps) / config.steps)))
@@ -237,8 +262,8 @@ def train(config: DistillConfig) -> Path:
     started = time.time()
     running = 0.0
     while step < config.steps:
-        x, t = sample_batch(train_set, config.batch_size, rng)
-        loss = distill_loss(student, x, t, config.context)
+        x, target, m, t = sample_batch(train_set, config.batch_size, rng, config.midpoint_share)
+        loss = distill_loss(student, x, target, m, t, config.context)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -270,12 +295,16 @@ def train(config: DistillConfig) -> Path:
     return Path(config.out)
 
 
-def export(student: ContrastiveSR, config: DistillConfig, teacher_content: dict, history: list[dict]) -> Path:
+def export(student: InBetweenStudent, config: DistillConfig, teacher_content: dict, history: list[dict]) -> Path:
     meta = {key: teacher_content["meta"][key] for key in ("pixel_size", "intensity", "orientation")
             if key in teacher_content.get("meta", {})}
+    # A bundled teacher keeps its name (inference falls back to it beyond the student's range); a file
+    # is recorded by its name only (no trainer's folders in a shared file).
+    teacher = Path(config.teacher).name if Path(config.teacher).is_absolute() else config.teacher
     meta.update({"method": "knowledge distillation of the contrastive SR network (teacher: "
-                           f"{config.teacher}): the student reproduces the teacher's correction on reformats",
-                 "teacher": {"name": config.teacher, "sha256": registry.sha256(teacher_content["path"]),
+                           f"{teacher}): the student maps a reformat's acquired rows to the teacher's "
+                           "correction between them",
+                 "teacher": {"name": teacher, "sha256": registry.sha256(teacher_content["path"]),
                              "config": teacher_content["config"]},
                  "distillation": common.recorded_config(config), "history": history,
                  "device": "cpu", "torch": torch.__version__})
@@ -290,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cache")
     parser.add_argument("--exclude", nargs="*", default=[])
     parser.add_argument("--validation", nargs="*", default=[])
-    for name in ("teacher", "width", "encoder_blocks", "decoder_blocks", "planes_per_frame", "steps", "batch_size",
+    parser.add_argument("--factors", nargs="+", type=int, default=list(defaults.factors))
+    for name in ("teacher", "width", "blocks", "dilation", "head_width", "midpoint_share", "planes_per_frame", "steps", "batch_size",
                  "learning_rate", "eval_every", "seed", "max_frames", "max_minutes"):
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value) if value is not None else float,
