@@ -24,6 +24,9 @@ from . import LatentSRError, __version__, atomic, readers
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: Names of label maps that sit beside images in ACDC / CMRxMotion folders: not images to process.
 MASK_MARKERS = ("_gt.", "-label.", "_seg.", "_label.")
+#: An integer-typed volume with at most this many distinct values is a label map (segmentation): no
+#: MR image has so few grey levels, and interpolating labels invents new ones at every border.
+LABEL_MAP_MAX_VALUES = 16
 #: NIfTI-1 stores sizes as 16-bit integers (and ITK writes NIfTI-1).
 NIFTI_MAX_SIZE = 32767
 #: Header key (NRRD, MetaImage) and NIfTI ``descrip`` prefix marking a file as a LatentSR output.
@@ -115,6 +118,26 @@ def validate(volume: Volume, what: str = "input", axis: int | None = None) -> No
     finite = np.isfinite(volume.array)
     if not finite.all():
         raise LatentSRError(f"{what} contains {int((~finite).sum())} NaN or infinite values")
+    labels = label_values(volume)
+    if labels is not None:
+        shown = ", ".join(f"{v:g}" for v in labels)
+        raise LatentSRError(f"{what} looks like a label map (integer samples, only the values {shown}): "
+                            "super-resolution is for images, and interpolating labels invents new ones at "
+                            "borders; give the image, not its segmentation")
+
+
+def label_values(volume: Volume) -> np.ndarray | None:
+    """The distinct values of an integer-typed volume with at most :data:`LABEL_MAP_MAX_VALUES` of
+    them (a label map), else None. A random sample rules most images out before the whole array is
+    looked at, so this costs milliseconds on a 30-frame cine."""
+    if not np.issubdtype(volume.pixel_type, np.integer):
+        return None
+    flat = volume.array.reshape(-1)
+    sample = flat[np.random.default_rng(0).integers(0, flat.size, min(flat.size, 65536))]
+    if len(np.unique(sample)) > LABEL_MAP_MAX_VALUES:
+        return None
+    values = np.unique(flat)
+    return values if len(values) <= LABEL_MAP_MAX_VALUES else None
 
 
 def is_mask_file(path: str | os.PathLike) -> bool:

@@ -92,6 +92,26 @@ def plain(folder: Path) -> str:
     return save(folder, "good.nii.gz")
 
 
+def labels() -> sitk.Image:
+    """A segmentation as ACDC stores it: uint8 labels 0 (background) to 3 in blocks."""
+    array = np.zeros((6, 20, 24), np.uint8)
+    array[:, 4:16, 4:20] = 1
+    array[:, 6:14, 6:18] = 2
+    array[:, 8:12, 8:16] = 3
+    result = sitk.GetImageFromArray(array)
+    result.SetSpacing(SPACING)
+    return result
+
+
+def studies(folder: Path, count: int) -> str:
+    """A folder of ``count`` scans (int16 samples, as scanners write them)."""
+    studies_folder = folder / "studies"
+    studies_folder.mkdir()
+    for k in range(count):
+        save(studies_folder, f"scan{k}.nii.gz", image(dtype=np.int16))
+    return str(studies_folder)
+
+
 def weights_garbage(folder: Path) -> str:
     (folder / "junk.pt").write_bytes(b"not weights at all")
     return str(folder / "junk.pt")
@@ -141,6 +161,8 @@ CASES = [
      "neither a file nor a bundled model"),
     ("weights-garbage", None, lambda d: (plain(d), ["--method", "ae", "--weights", weights_garbage(d)], "o.nii.gz"),
      "not a readable weights file"),
+    ("label-map", None, lambda d: (save(d, "seg.nii.gz", labels()), [], "o.nii.gz"), "looks like a label map"),
+    ("several-studies-to-one-file", None, lambda d: (studies(d, 2), [], "o.nii.gz"), "give a folder"),
     ("unknown-output-format", None, lambda d: (plain(d), [], "o.xyz"), "file format"),
     ("output-folder-missing", None, lambda d: (plain(d), [], "missing/o.nii.gz"), "does not exist"),
 ]
@@ -160,6 +182,20 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys, build
     assert fragment in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert list(out.iterdir()) == []  # no result, no staging entry
     assert sorted(inputs.iterdir()) == before  # and nothing beside the input
+
+
+def test_a_folder_of_one_study_goes_to_the_named_file_and_a_batch_keeps_its_images(tmp_path, capsys):
+    folder = Path(studies(tmp_path, 1))
+    assert main(["super-resolve", str(folder), "-o", str(tmp_path / "one.nrrd"), "--method", "linear",
+                 "--factor", "2", "--quiet"]) == 0
+    assert sitk.ReadImage(str(tmp_path / "one.nrrd")).GetSize() == (24, 20, 11)
+    # a segmentation listed beside the images fails alone: the images are done, exit 1 (some failed)
+    save(folder, "scan0_seg.nii.gz", labels())
+    code = main(["super-resolve", str(folder / "scan0.nii.gz"), str(folder / "scan0_seg.nii.gz"),
+                 "-o", str(tmp_path / "batch"), "--method", "linear", "--factor", "2", "--quiet"])
+    assert code == 1
+    assert "looks like a label map" in capsys.readouterr().err
+    assert [p.name for p in sorted((tmp_path / "batch").glob("*.nii.gz"))] == ["scan0_linear_x2.nii.gz"]
 
 
 def test_existing_output_and_the_input_itself_are_refused(tmp_path, capsys):

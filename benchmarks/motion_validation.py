@@ -5,7 +5,9 @@ papers' drop-slice protocol, as they are and re-sampled linearly along the slice
 ``--resample R`` first re-samples each scan to R times its slice spacing (linear interpolation along z),
 the way some public data sets are distributed (CMRxMotion is): there the truth between two slices is a
 cross-fade, and a motion-aware method must not fall below linear. ``--no-gate`` switches the scan
-self-check off (trust 1 everywhere) to see what it changes.
+self-check off (trust 1 everywhere) to see what it changes. ``--ablate residual`` drops the network's
+residual, ``--ablate linear`` takes linear interpolation out of its blend (the other weights renormalised),
+to see what each part contributes (Resources/Models/motion.md, Limits).
 
     .venv/bin/python benchmarks/motion_validation.py --weights runs/motion_v3.pt \\
         ../shared/data/acdc_fullfov/patient{001,002,010,020,030,040,043,050,060,093}
@@ -33,13 +35,37 @@ from LatentSRLib.volume import find_images, read  # noqa: E402
 METHODS = ["linear", "flow", "motion"]
 
 
+def ablate(parts: set[str]) -> None:
+    """Replace the refiner's output rule by one without the residual and/or the linear candidate."""
+    import torch
+
+    from LatentSRLib.models.motion import CANDIDATES, MotionRefiner
+
+    def forward(self, inputs, candidates):
+        out = self.head_output(inputs)
+        logits = out[:, :-1].clone()
+        if "linear" in parts:
+            logits[:, CANDIDATES.index("linear")] = float("-inf")
+        weights = torch.softmax(logits, 1)
+        image = (weights * candidates).sum(1, keepdim=True)
+        if "residual" not in parts:
+            image = image + self.residual_scale * torch.tanh(out[:, -1:])
+        return image, weights
+
+    MotionRefiner.forward = forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+")
-    parser.add_argument("--weights", required=True, help="motion weights file")
+    parser.add_argument("--weights", help="motion weights file or bundled name (default: the bundled file)")
     parser.add_argument("--resample", type=float, help="re-sample each scan to this fraction of its spacing first")
     parser.add_argument("--no-gate", action="store_true", help="scan self-check off (trust 1)")
+    parser.add_argument("--ablate", choices=("residual", "linear"), action="append", default=[],
+                        help="drop a part of the refiner's output (repeatable)")
     args = parser.parse_args()
+    if args.ablate:
+        ablate(set(args.ablate))
     if args.no_gate:
         flow.scan_confidence = lambda slices, recreate=None: 1.0
     rows = []

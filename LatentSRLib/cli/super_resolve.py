@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import LatentSRError
 from ..progress import progress_bar
-from ..volume import check_output, find_images, read, slice_axis, volume_name, write
+from ..volume import WRITABLE_SUFFIXES, check_output, find_images, read, slice_axis, validate, volume_name, write
 from .options import add_cluster_flags, add_correction_flags, method_help, method_name
 
 AXES = {"auto": None, "z": 0, "y": 1, "x": 2}
@@ -32,16 +32,22 @@ def run(args: argparse.Namespace) -> int:
         raise LatentSRError(f"--confidence-out: '{args.method}' gives no confidence "
                             f"(methods that do: {', '.join(m.name for m in _confident())})")
     axis = AXES[args.axis]
-    if len(args.input) > 1 or Path(args.input[0]).is_dir():
-        if args.confidence_out:
-            raise LatentSRError("--confidence-out is for a single input file")
-        return run_cohort(args, axis)
     inputs = find_images(args.input)
     if not inputs:
         raise LatentSRError(f"no images found in {', '.join(args.input)}")
+    several = len(args.input) > 1 or Path(args.input[0]).is_dir()
+    if several and not (len(inputs) == 1 and _names_a_file(args.output)):
+        # A folder of one study (a DICOM series, a scan) written to a file name is one job, not a cohort
+        if _names_a_file(args.output):
+            raise LatentSRError(f"-o {args.output} names a file, but the input holds {len(inputs)} studies: "
+                                "give a folder for their results")
+        if args.confidence_out:
+            raise LatentSRError("--confidence-out is for a single input file")
+        return run_cohort(args, axis)
     source, target = inputs[0], Path(args.output)
     confidence_target = Path(args.confidence_out) if args.confidence_out else None
     volume = read(source)
+    validate(volume, what=str(source), axis=axis)  # before the progress bar: a bad input gets one line
     started = time.perf_counter()
     factor = choose_factor(volume, args.factor, args.spacing, axis)
     from ..memory import output_shape  # fail before the work, not after (format limits too)
@@ -70,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
           f"{args.method} x{factor}, {time.perf_counter() - started:.1f} s"
           + (f"; confidence (0..1) -> {confidence_target}" if confidence_target is not None else ""))
     return 0
+
+
+def _names_a_file(output: str) -> bool:
+    """An output path that is not a folder and ends in an image suffix (``result.nii.gz``)."""
+    return not Path(output).is_dir() and Path(output).name.lower().endswith(WRITABLE_SUFFIXES)
 
 
 def _confident():

@@ -63,6 +63,14 @@ class MotionRefiner(nn.Module):
         self.multiple = 2 ** (len(widths) - 1)
 
     def forward(self, inputs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.head_output(inputs)
+        weights = torch.softmax(out[:, :-1], 1)
+        image = (weights * candidates).sum(1, keepdim=True) + self.residual_scale * torch.tanh(out[:, -1:])
+        return image, weights
+
+    def head_output(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The blend logits and the residual before its bound: (B, in_channels, H, W) ->
+        (B, candidates + 1, H, W), the residual last (benchmarks/motion_validation.py's ablations)."""
         height, width = inputs.shape[-2:]
         pad = (0, (-width) % self.multiple, 0, (-height) % self.multiple)
         x = self.stem(F.pad(inputs, pad, mode="replicate"))
@@ -73,10 +81,7 @@ class MotionRefiner(nn.Module):
         for i in reversed(range(len(self.up))):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
             x = self.up[i](torch.cat([x, skips[i]], 1))
-        out = self.head(x)[..., :height, :width]
-        weights = torch.softmax(out[:, :-1], 1)
-        image = (weights * candidates).sum(1, keepdim=True) + self.residual_scale * torch.tanh(out[:, -1:])
-        return image, weights
+        return self.head(x)[..., :height, :width]
 
 
 def network_inputs(a, b, t: float, flows: dict | None = None):
