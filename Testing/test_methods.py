@@ -153,6 +153,35 @@ def test_flow_through_the_pipeline_returns_a_confidence_volume_and_keeps_units()
     assert 50 < result.array.min() and result.array.max() < 1000  # input units, no overshoot
 
 
+def test_a_gap_aware_refiner_is_told_each_gap_in_mm(tmp_path):
+    """The new slices lie one slice spacing from their neighbours, the self-check's twice that: the
+    refiner's last input channel says so (mm / GAP_SCALE_MM); a refiner without it gets 9 channels."""
+    import torch
+
+    from LatentSRLib.models import registry
+    from LatentSRLib.models.motion import GAP_SCALE_MM, INPUTS, MotionRefiner
+    torch.manual_seed(0)
+    model = MotionRefiner(in_channels=len(INPUTS) + 1, widths=(8, 16))
+    weights = registry.save(tmp_path / "gap.pt", "motion", model.config, model.state_dict())
+    seen = []
+    original = MotionRefiner.forward
+
+    def recording(self, inputs, candidates):
+        seen.append((inputs.shape[1], sorted({round(float(v), 4) for v in inputs[:, -1].flatten()})))
+        return original(self, inputs, candidates)
+
+    stack = moving_disc()[::2]  # 8 mm between its slices
+    volume = Volume(stack, (1.0, 1.0, 8.0))
+    try:
+        MotionRefiner.forward = recording
+        super_resolve(volume, "motion", factor=2, run=Run(device="cpu", weights=str(weights), resampling_check=False))
+    finally:
+        MotionRefiner.forward = original
+    assert {channels for channels, _ in seen} == {len(INPUTS) + 1}
+    gaps = {tuple(values) for _, values in seen}
+    assert gaps == {(round(8.0 / GAP_SCALE_MM, 4),), (round(16.0 / GAP_SCALE_MM, 4),)}
+
+
 def test_learned_results_are_clipped_to_the_input_range_by_default(oblique_volume, motion_weights):
     run = Run(device="cpu", weights=motion_weights)
     clipped = super_resolve(oblique_volume, "motion", factor=2, run=run).array

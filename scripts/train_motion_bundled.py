@@ -37,6 +37,7 @@ def main():
     parser.add_argument("--cache", help="keep the computed training examples in this .npz (reused when present)")
     parser.add_argument("--init", help="start from these weights (a previous run's best) instead of random ones")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--gap-input", action="store_true", help="the gap between the two slices as an input")
     args = parser.parse_args()
     everyone = {p.name[len("patient"):] for p in (DATA / "acdc_fullfov").glob("patient*")}
     training = everyone - TEST - VALIDATION
@@ -47,7 +48,7 @@ def main():
                                   max_examples=args.max_examples, threads=args.threads,
                                   resampled_fraction=args.resampled_fraction, time_fraction=args.time_fraction,
                                   seed=args.seed, cache=args.cache, init=args.init,
-                                  learning_rate=args.learning_rate)
+                                  learning_rate=args.learning_rate, gap_input=args.gap_input)
     print(f"training patients: {len(training)}, cines: {len(cines)}, validation patients: {len(VALIDATION)}")
     print(train(config))
 

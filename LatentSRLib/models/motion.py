@@ -23,6 +23,9 @@ from torch.nn import functional as F
 CANDIDATES = ("linear", "dis_a", "dis_b", "farneback_a", "farneback_b")
 #: The input channels (9): the two neighbours, the candidates, the estimators' agreement and t.
 INPUTS = ("a", "b") + CANDIDATES + ("confidence", "t")
+#: A gap-aware refiner has one more input, last: the distance between A and B in mm over this scale
+#: (0 for time triplets of a cine, whose ends lie in the same slice plane).
+GAP_SCALE_MM = 20.0
 
 
 def _conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -38,7 +41,7 @@ class MotionRefiner(nn.Module):
     network cheap enough to train and run on a CPU (~60k parameters at the default widths).
 
     Args:
-        in_channels: len(INPUTS) = 9.
+        in_channels: len(INPUTS) = 9, or 10 for a gap-aware refiner (:func:`network_inputs`' gap_mm).
         candidates: len(CANDIDATES) = 5.
         widths: channels at full, 1/2, 1/4, ... resolution.
         residual_scale: bound of the residual, in normalised intensity units.
@@ -84,12 +87,13 @@ class MotionRefiner(nn.Module):
         return self.head(x)[..., :height, :width]
 
 
-def network_inputs(a, b, t: float, flows: dict | None = None):
-    """The refiner's inputs for position ``t`` between normalised slices ``a`` and ``b`` (numpy).
+def network_inputs(a, b, t: float, flows: dict | None = None, gap_mm: float | None = None):
+    """The refiner's inputs for position ``t`` between normalised slices ``a`` and ``b`` (numpy);
+    with ``gap_mm`` (a gap-aware refiner) one more channel, ``gap_mm / GAP_SCALE_MM``.
 
     Returns:
-        (inputs (len(INPUTS), Y, X) float32, candidates (len(CANDIDATES), Y, X) float32, parts: the
-        dict of :func:`LatentSRLib.opticalflow.candidates`).
+        (inputs (len(INPUTS) [+ 1], Y, X) float32, candidates (len(CANDIDATES), Y, X) float32, parts:
+        the dict of :func:`LatentSRLib.opticalflow.candidates`).
     """
     import numpy as np
 
@@ -97,6 +101,9 @@ def network_inputs(a, b, t: float, flows: dict | None = None):
 
     parts = candidates(a, b, t, flows)
     named = {"a": a, "b": b, "t": np.full_like(a, t, dtype=np.float32), **parts}
-    inputs = np.stack([np.asarray(named[k], np.float32) for k in INPUTS])
+    channels = [np.asarray(named[k], np.float32) for k in INPUTS]
+    if gap_mm is not None:
+        channels.append(np.full_like(channels[0], gap_mm / GAP_SCALE_MM))
+    inputs = np.stack(channels)
     first = INPUTS.index(CANDIDATES[0])
     return inputs, inputs[first:first + len(CANDIDATES)], parts

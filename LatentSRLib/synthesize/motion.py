@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..devices import pick_device
-from ..models.motion import MotionRefiner, network_inputs
+from ..models.motion import INPUTS, MotionRefiner, network_inputs
 from ..opticalflow import cv2_threads, estimate_flows
 from .loading import load_network
 
@@ -26,11 +26,18 @@ def load_model(weights: str | None, device: torch.device) -> tuple[MotionRefiner
     return load_network(weights, "motion", MotionRefiner, device)
 
 
+def gap_aware(model: MotionRefiner) -> bool:
+    """Whether the refiner takes the gap between its two slices as an input (one more channel)."""
+    return model.config["in_channels"] == len(INPUTS) + 1
+
+
 def _refine(model: MotionRefiner, device: torch.device, a: np.ndarray, b: np.ndarray, positions,
-            flows=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(image, weight on linear, linear) at each position in ``positions`` between a and b."""
+            gap_mm: float, flows=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(image, weight on linear, linear) at each position in ``positions`` between a and b, which lie
+    ``gap_mm`` apart."""
     flows = flows or estimate_flows(a, b)
-    built = [network_inputs(a, b, t, flows) for t in positions]
+    gap = gap_mm if gap_aware(model) else None
+    built = [network_inputs(a, b, t, flows, gap) for t in positions]
     inputs = torch.from_numpy(np.stack([x for x, _, _ in built])).to(device)
     candidates = torch.from_numpy(np.stack([c for _, c, _ in built])).to(device)
     with torch.inference_mode():
@@ -51,8 +58,10 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
     out = np.empty((frames, (n - 1) * factor + 1, *array.shape[2:]), np.float32)
     confidence = np.empty_like(out)
 
-    def midway(a, b):
-        return _refine(model, device, a, b, [0.5])[0][0]
+    spacing = float(spacing_zyx[0])
+
+    def midway(a, b):  # the self-check: an acquired slice from its neighbours, twice the gap apart
+        return _refine(model, device, a, b, [0.5], 2 * spacing)[0][0]
 
     for t in range(frames):
         trust = scan_confidence(array[t], midway, run.resampling_check)
@@ -60,7 +69,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
         def between(a, b, k, trust=trust):
             if trust == 0.0:
                 return linear_between(a, b, k)
-            refined = _refine(model, device, a, b, [j / k for j in range(1, k)])
+            refined = _refine(model, device, a, b, [j / k for j in range(1, k)], spacing)
             return [(linear + trust * (image - linear), (trust * (1.0 - w_linear)).astype(np.float32))
                     for image, w_linear, linear in refined]
 

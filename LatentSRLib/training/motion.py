@@ -55,6 +55,7 @@ class MotionTrainingConfig:
     cines: Sequence[str] = ()
     validation: Sequence[str] = ()
     resampled_fraction: float = 0.0
+    gap_input: bool = False
     time_fraction: float = 0.5
     asymmetric_fraction: float = 0.3
     max_examples: int = 6000
@@ -74,10 +75,12 @@ class MotionTrainingConfig:
     threads: int | None = None
 
 
-def _frames(path: str) -> np.ndarray:
-    """(T, Z, Y, X) of a file, each frame percentile-normalised to [0, 1] on its own."""
-    array = read(path).array
-    return np.stack([normalise(frame, clip=True)[0] for frame in array]).astype(np.float32)
+def _frames(path: str) -> tuple[np.ndarray, float]:
+    """(T, Z, Y, X) of a file, each frame percentile-normalised to [0, 1] on its own, and its slice
+    spacing (mm)."""
+    volume = read(path)
+    frames = np.stack([normalise(frame, clip=True)[0] for frame in volume.array]).astype(np.float32)
+    return frames, float(volume.spacing[2])
 
 
 def _centre_crop(image: np.ndarray, size: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -98,23 +101,27 @@ def _blank(image: np.ndarray) -> bool:
 
 
 def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: bool = True
-             ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
-    """(A, M, B, t) triplets from the configured scans, at most ``max_examples``, mixed as configured."""
+             ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float, float]]:
+    """(A, M, B, t, gap between A and B in mm) triplets from the configured scans, at most
+    ``max_examples``, mixed as configured (time triplets: gap 0)."""
     space, resampled, times = [], [], []
     def files(paths):
         return training_files(paths, config.exclude) if paths else []
 
     for path in tqdm(files(config.slices), desc="slice triplets",
                      disable=not progress):
-        for stack in _frames(path):
-            for source, target in ((stack, space), (resample_along_slices(stack, rng.uniform(0.5, 0.9)), resampled)):
+        stacks, spacing = _frames(path)
+        for stack in stacks:
+            fraction = rng.uniform(0.5, 0.9)
+            for source, target, step in ((stack, space, spacing),
+                                         (resample_along_slices(stack, fraction), resampled, spacing * fraction)):
                 for n in range(1, len(source) - 1):
                     i, j = tuple(rng.permutation([1, 2])) if rng.random() < config.asymmetric_fraction else (1, 1)
                     if n - i < 0 or n + j >= len(source):
                         continue
                     a, m, b = source[n - i], source[n], source[n + j]
                     if not (_blank(a) or _blank(m) or _blank(b)):
-                        target.append((a, m, b, float(i / (i + j))))
+                        target.append((a, m, b, float(i / (i + j)), float((i + j) * step)))
     for path in tqdm(files(config.cines), desc="time triplets",
                      disable=not progress):
         cine = read(path).array
@@ -127,7 +134,7 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
                 i, j = rng.integers(1, 5, size=2)
                 a, m, b = cine[(f - i) % frames, z], cine[f, z], cine[(f + j) % frames, z]
                 if not (_blank(a) or _blank(m) or _blank(b)):
-                    times.append((a, m, b, float(i / (i + j))))
+                    times.append((a, m, b, float(i / (i + j)), 0.0))
     n_time = min(len(times), int(config.time_fraction * config.max_examples))
     n_resampled = min(len(resampled), int(config.resampled_fraction * config.max_examples))
     n_space = min(len(space), config.max_examples - n_time - n_resampled)
@@ -139,13 +146,14 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
     return picked
 
 
-def examples(items, store: int, rng: np.random.Generator | None, progress: bool = True
+def examples(items, store: int, rng: np.random.Generator | None, progress: bool = True, gap_input: bool = False
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Network inputs (N, len(INPUTS), store, store) and targets (N, 1, store, store), float16."""
-    inputs = np.empty((len(items), len(INPUTS), store, store), np.float16)
+    """Network inputs (N, len(INPUTS) [+ 1 with ``gap_input``], store, store) and targets
+    (N, 1, store, store), float16."""
+    inputs = np.empty((len(items), len(INPUTS) + int(gap_input), store, store), np.float16)
     targets = np.empty((len(items), 1, store, store), np.float16)
-    for k, (a, m, b, t) in enumerate(tqdm(items, desc="flow candidates", disable=not progress)):
-        x, _, _ = network_inputs(a, b, t)
+    for k, (a, m, b, t, gap_mm) in enumerate(tqdm(items, desc="flow candidates", disable=not progress)):
+        x, _, _ = network_inputs(a, b, t, gap_mm=gap_mm if gap_input else None)
         both = _centre_crop(np.concatenate([x, m[None]]), store, rng)
         inputs[k], targets[k] = both[:-1], both[-1:]
     return inputs, targets
@@ -213,18 +221,24 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
         with np.load(config.cache) as cached:
             inputs, targets = cached["inputs"], cached["targets"]
     else:
-        inputs, targets = examples(triplets(config, rng, progress), config.store, rng, progress)
+        inputs, targets = examples(triplets(config, rng, progress), config.store, rng, progress, config.gap_input)
         if config.cache:
             np.savez(config.cache, inputs=inputs, targets=targets)
     if config.validation:
         held = MotionTrainingConfig(slices=config.validation, time_fraction=0, resampled_fraction=0,
                                     asymmetric_fraction=0, max_examples=400)
         val_inputs, val_targets = examples(triplets(held, np.random.default_rng(1), progress), config.store,
-                                           None, progress)
-    model = MotionRefiner(widths=config.widths)
+                                           None, progress, config.gap_input)
+    if inputs.shape[1] != len(INPUTS) + int(config.gap_input):
+        raise LatentSRError(f"the cached examples in {config.cache} were built "
+                            f"{'without' if config.gap_input else 'with'} the gap input")
+    model = MotionRefiner(in_channels=inputs.shape[1], widths=config.widths)
     if config.init:
         content = registry.load(config.init, "motion")
         model = MotionRefiner(**content["config"])
+        if model.config["in_channels"] != inputs.shape[1]:
+            raise LatentSRError(f"--init {config.init} was trained {'with' if not config.gap_input else 'without'} "
+                                "the gap input: match --gap-input to it")
         model.load_state_dict(content["state_dict"])
     model = model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
