@@ -41,7 +41,7 @@ from .intensity import PercentileScaling
 from .metrics import centre_crop, psnr, ssim, vif
 from .report import (CSV_COLUMNS, METRIC_LABELS, METRICS, Comparison, MethodStats, Row, Summary,  # noqa: F401
                      baseline_of, compare, comparisons, label, markdown, method_stats, weights_used, write_csv)
-from .volume import Volume, find_images, read, slice_axis, volume_name
+from .volume import Volume, find_images, label_values, read, slice_axis, volume_name
 
 CROP = 128
 #: Content rule: a hidden slice is scored only if at least MIN_FOREGROUND of its centre crop is above
@@ -242,7 +242,10 @@ def evaluate_file(path: str | os.PathLike, methods: Sequence[str], keep_every: i
     result = FileResult([], [], [], 0)
     for name, volume in _frames(Path(path)):
         if volume.array.shape[1 + slice_axis(volume)] < keep_every + 1:
-            result.skipped.append(name)
+            result.skipped.append(f"{name} (too few slices)")
+            continue
+        if label_values(volume) is not None:  # a segmentation named explicitly: not scored, the rest goes on
+            result.skipped.append(f"{name} (a label map)")
             continue
         case = protocol_case(name, volume, keep_every, content_rule=True)
         outputs: dict[str, np.ndarray] | None = {} if figure is not None and result.figure is None else None
@@ -329,8 +332,10 @@ def summarise_files(parts: Sequence[FileResult], methods: Sequence[str], out: Pa
         total.excluded += part.excluded
         total.figure = total.figure or part.figure
     if not total.rows:
-        raise LatentSRError(f"no volume has the {keep_every + 1} slices needed to drop and re-create one"
-                            if not total.excluded else "no slice with content to score (all excluded by the content rule)")
+        if total.excluded:
+            raise LatentSRError("no slice with content to score (all excluded by the content rule)")
+        raise LatentSRError(f"nothing to score: skipped {', '.join(total.skipped)}; the protocol needs images "
+                            f"with the {keep_every + 1} slices it drops one from")
     summary = summarise(total.rows, methods, out, keep_every=keep_every, volumes=total.volumes,
                         skipped=total.skipped, dataset=dataset, excluded=total.excluded, rule=CONTENT_RULE,
                         weights=weights, crop=CROP)

@@ -194,7 +194,7 @@ def markdown(stats: dict[str, dict[str, MethodStats]], tests: list[Comparison], 
     if rule:
         lines += [f"Slices without content are not scored: {rule} Excluded: {excluded} hidden slices.", ""]
     if skipped:
-        lines += [f"Skipped (too few slices): {', '.join(skipped)}.", ""]
+        lines += [f"Skipped: {', '.join(skipped)}.", ""]
     header = "| method | n |" + "".join(f" {METRIC_LABELS[m]} mean | sd | median |" for m in METRICS)
     lines += [header, "|---|---:|" + "---:|---:|---:|" * len(METRICS)]
     for method, by_metric in stats.items():

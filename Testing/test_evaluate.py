@@ -235,3 +235,14 @@ def test_summary_names_the_weights_with_their_sha256(tmp_path):
     text = summarise(rows, ["linear", "ae"], tmp_path, volumes=["v"]).markdown
     name, entry = bundled["ae"]
     assert f"| AE | {name} (`{entry['file']}`) | `{entry['sha256']}` |" in text
+
+
+def test_a_segmentation_named_explicitly_is_skipped_and_said_so(tiny_folder, tmp_path):
+    """A mask listed beside its scan (a shell glob lists both) is not scored, and the summary says why;
+    with nothing else to score the run stops with one line naming it."""
+    scan, mask = tiny_folder / "a" / "scan.nii.gz", tiny_folder / "a" / "scan_gt.nii.gz"
+    summary = evaluate([scan, mask], CONVENTIONAL, tmp_path / "out", progress=False)
+    assert summary.volumes == ["scan"] and summary.skipped == ["scan_gt (a label map)"]
+    assert "Skipped: scan_gt (a label map)." in (tmp_path / "out" / "summary.md").read_text()
+    with pytest.raises(LatentSRError, match=r"nothing to score: skipped scan_gt \(a label map\)"):
+        evaluate([mask], CONVENTIONAL, tmp_path / "out2", progress=False)
