@@ -184,7 +184,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, capsys, build
     assert sorted(inputs.iterdir()) == before  # and nothing beside the input
 
 
-def test_a_folder_of_one_study_goes_to_the_named_file_and_a_batch_keeps_its_images(tmp_path, capsys):
+def test_one_study_goes_to_a_named_file_or_into_a_folder_and_a_batch_keeps_its_images(tmp_path, capsys):
     folder = Path(studies(tmp_path, 1))
     assert main(["super-resolve", str(folder), "-o", str(tmp_path / "one.nrrd"), "--method", "linear",
                  "--factor", "2", "--quiet"]) == 0
@@ -196,6 +196,11 @@ def test_a_folder_of_one_study_goes_to_the_named_file_and_a_batch_keeps_its_imag
     assert code == 1
     assert "looks like a label map" in capsys.readouterr().err
     assert [p.name for p in sorted((tmp_path / "batch").glob("*.nii.gz"))] == ["scan0_linear_x2.nii.gz"]
+    # one file into a folder (existing, or written with a trailing /): named after the input
+    for folder_argument in (str(tmp_path / "batch"), str(tmp_path / "new") + "/"):
+        assert main(["super-resolve", str(folder / "scan0.nii.gz"), "-o", folder_argument, "--method", "linear",
+                     "--factor", "3", "--quiet"]) == 0
+        assert (Path(folder_argument) / "scan0_linear_x3.nii.gz").is_file()
 
 
 def test_existing_output_and_the_input_itself_are_refused(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -35,14 +36,14 @@ def run(args: argparse.Namespace) -> int:
     inputs = find_images(args.input)
     if not inputs:
         raise LatentSRError(f"no images found in {', '.join(args.input)}")
-    several = len(args.input) > 1 or Path(args.input[0]).is_dir()
-    if several and not (len(inputs) == 1 and _names_a_file(args.output)):
+    if _names_a_file(args.output):
         # A folder of one study (a DICOM series, a scan) written to a file name is one job, not a cohort
-        if _names_a_file(args.output):
+        if len(inputs) > 1:
             raise LatentSRError(f"-o {args.output} names a file, but the input holds {len(inputs)} studies: "
                                 "give a folder for their results")
+    elif len(args.input) > 1 or Path(args.input[0]).is_dir() or _names_a_folder(args.output):
         if args.confidence_out:
-            raise LatentSRError("--confidence-out is for a single input file")
+            raise LatentSRError("--confidence-out is for one input written to a file (-o result.nii.gz)")
         return run_cohort(args, axis)
     source, target = inputs[0], Path(args.output)
     confidence_target = Path(args.confidence_out) if args.confidence_out else None
@@ -80,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _names_a_file(output: str) -> bool:
     """An output path that is not a folder and ends in an image suffix (``result.nii.gz``)."""
-    return not Path(output).is_dir() and Path(output).name.lower().endswith(WRITABLE_SUFFIXES)
+    return not _names_a_folder(output) and Path(output).name.lower().endswith(WRITABLE_SUFFIXES)
+
+
+def _names_a_folder(output: str) -> bool:
+    """An existing folder, or a path written as one (``results/``): results go in it, by input name."""
+    return Path(output).is_dir() or output.endswith(("/", os.sep))
 
 
 def _confident():
@@ -101,7 +107,7 @@ def run_cohort(args: argparse.Namespace, axis: int | None) -> int:
     records = run_super_resolve(args.input, args.output, options, workers=args.workers, scheduler=args.scheduler,
                                 progress=not args.quiet)
     count = {status: sum(r.status == status for r in records) for status in (DONE, SKIPPED, FAILED)}
-    print(f"{len(records)} studies: {count[DONE]} done, {count[SKIPPED]} skipped (already done), "
+    print(f"{len(records)} stud{'y' if len(records) == 1 else 'ies'}: {count[DONE]} done, {count[SKIPPED]} skipped (already done), "
           f"{count[FAILED]} failed; {Path(args.output) / MANIFEST_NAME}")
     return 0 if count[FAILED] == 0 else 2 if count[FAILED] == len(records) else 1
 
@@ -112,7 +118,8 @@ def add_parser(commands) -> None:
                              description="Super-resolve 3D volumes or 4D cines along their slice axis.")
     sr.add_argument("input", nargs="+", help="image files (NIfTI, NRRD, MHA), DICOM folders, or folders of images")
     sr.add_argument("-o", "--output", required=True,
-                    help="output file (its suffix picks the format), or a folder for several inputs")
+                    help="output file (its suffix picks the format), or a folder (existing, or written with a "
+                         "trailing /) for one or several inputs: results named after them, and manifest.csv")
     sr.add_argument("--method", default=DEFAULT, help=f"{method_help()} (any case; default: {DEFAULT})")
     size = sr.add_mutually_exclusive_group()
     size.add_argument("--factor", type=int, help="integer upsampling factor along the slice axis")
