@@ -37,11 +37,11 @@ from typing import Sequence
 import numpy as np
 
 from . import LatentSRError, figures, pipeline
-from .intensity import PercentileScaling
+from .intensity import PercentileScaling, label_values
 from .metrics import centre_crop, psnr, ssim, vif
 from .report import (CSV_COLUMNS, METRIC_LABELS, METRICS, Comparison, MethodStats, Row, Summary,  # noqa: F401
                      baseline_of, compare, comparisons, label, markdown, method_stats, weights_used, write_csv)
-from .volume import Volume, find_images, label_values, read, slice_axis, volume_name
+from .volume import Volume, find_images, read, slice_axis, volume_name
 
 CROP = 128
 #: Content rule: a hidden slice is scored only if at least MIN_FOREGROUND of its centre crop is above
@@ -244,7 +244,7 @@ def evaluate_file(path: str | os.PathLike, methods: Sequence[str], keep_every: i
         if volume.array.shape[1 + slice_axis(volume)] < keep_every + 1:
             result.skipped.append(f"{name} (too few slices)")
             continue
-        if label_values(volume) is not None:  # a segmentation named explicitly: not scored, the rest goes on
+        if label_values(volume.array, volume.pixel_type) is not None:  # a segmentation named explicitly: not scored, the rest goes on
             result.skipped.append(f"{name} (a label map)")
             continue
         case = protocol_case(name, volume, keep_every, content_rule=True)

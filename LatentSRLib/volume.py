@@ -19,14 +19,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import LatentSRError, __version__, atomic, readers
+from .intensity import label_values
 
 #: File name endings we can write (and read, along with DICOM folders).
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: Names of label maps that sit beside images in ACDC / CMRxMotion folders: not images to process.
 MASK_MARKERS = ("_gt.", "-label.", "_seg.", "_label.")
-#: An integer-typed volume with at most this many distinct values is a label map (segmentation): no
-#: MR image has so few grey levels, and interpolating labels invents new ones at every border.
-LABEL_MAP_MAX_VALUES = 16
 #: NIfTI-1 stores sizes as 16-bit integers (and ITK writes NIfTI-1).
 NIFTI_MAX_SIZE = 32767
 #: Header key (NRRD, MetaImage) and NIfTI ``descrip`` prefix marking a file as a LatentSR output.
@@ -118,26 +116,12 @@ def validate(volume: Volume, what: str = "input", axis: int | None = None) -> No
     finite = np.isfinite(volume.array)
     if not finite.all():
         raise LatentSRError(f"{what} contains {int((~finite).sum())} NaN or infinite values")
-    labels = label_values(volume)
+    labels = label_values(volume.array, volume.pixel_type)
     if labels is not None:
         shown = ", ".join(f"{v:g}" for v in labels)
         raise LatentSRError(f"{what} looks like a label map (integer samples, only the values {shown}): "
                             "super-resolution is for images, and interpolating labels invents new ones at "
                             "borders; give the image, not its segmentation")
-
-
-def label_values(volume: Volume) -> np.ndarray | None:
-    """The distinct values of an integer-typed volume with at most :data:`LABEL_MAP_MAX_VALUES` of
-    them (a label map), else None. A random sample rules most images out before the whole array is
-    looked at, so this costs milliseconds on a 30-frame cine."""
-    if not np.issubdtype(volume.pixel_type, np.integer):
-        return None
-    flat = volume.array.reshape(-1)
-    sample = flat[np.random.default_rng(0).integers(0, flat.size, min(flat.size, 65536))]
-    if len(np.unique(sample)) > LABEL_MAP_MAX_VALUES:
-        return None
-    values = np.unique(flat)
-    return values if len(values) <= LABEL_MAP_MAX_VALUES else None
 
 
 def is_mask_file(path: str | os.PathLike) -> bool:
@@ -162,6 +146,11 @@ def read(path: str | os.PathLike) -> Volume:
             series = reader.GetGDCMSeriesIDs(str(path))
             if not series:
                 raise LatentSRError(f"{path} is a folder without a DICOM series")
+            if len(series) > 1:  # silently taking the first would process the wrong scan
+                counts = ", ".join(f"{len(reader.GetGDCMSeriesFileNames(str(path), uid))} files"
+                                   for uid in series[:5])
+                raise LatentSRError(f"{path} holds {len(series)} DICOM series ({counts}"
+                                    f"{', ...' if len(series) > 5 else ''}): put each in a folder of its own")
             reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
             volume = from_sitk(reader.Execute(), source=str(path))
         elif readers.is_nifti(path):

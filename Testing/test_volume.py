@@ -39,25 +39,38 @@ def test_4d_round_trip_keeps_time_last(tmp_path):
     assert back.is_4d and back.time_spacing == pytest.approx(0.04)
 
 
-def test_dicom_series_is_read_from_a_folder(tmp_path, oblique_volume):
-    image = to_sitk(oblique_volume)
+def write_dicom_series(folder, volume: Volume, series_uid: str = "1.2.826.0.1.3680043.2.1125.1") -> None:
+    """One DICOM file a slice, with the geometry tags GDCM orders a series by."""
+    image = to_sitk(volume)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     for k in range(image.GetDepth()):
         s = image[:, :, k]
         s.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))))
-        s.SetMetaData("0020|0037", "\\".join(map(str, oblique_volume.direction[:, 0].tolist()
-                                                  + oblique_volume.direction[:, 1].tolist())))
+        s.SetMetaData("0020|0037", "\\".join(map(str, volume.direction[:, 0].tolist()
+                                                  + volume.direction[:, 1].tolist())))
         s.SetMetaData("0020|0013", str(k))
-        s.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1")
-        s.SetMetaData("0028|0030", f"{oblique_volume.spacing[1]}\\{oblique_volume.spacing[0]}")
-        writer.SetFileName(str(tmp_path / f"{k:03d}.dcm"))
+        s.SetMetaData("0020|000e", series_uid)
+        s.SetMetaData("0028|0030", f"{volume.spacing[1]}\\{volume.spacing[0]}")
+        writer.SetFileName(str(folder / f"{series_uid[-1]}_{k:03d}.dcm"))
         writer.Execute(s)
+
+
+def test_dicom_series_is_read_from_a_folder(tmp_path, oblique_volume):
+    write_dicom_series(tmp_path, oblique_volume)
     back = read(tmp_path)
     np.testing.assert_array_equal(back.array, to_sitk_array(oblique_volume))
     np.testing.assert_allclose(back.spacing, oblique_volume.spacing, rtol=1e-4)
     np.testing.assert_allclose(back.direction, oblique_volume.direction, atol=1e-4)
     assert find_images([tmp_path]) == [tmp_path]
+
+
+def test_a_folder_of_two_dicom_series_is_refused_not_half_read(tmp_path, oblique_volume):
+    write_dicom_series(tmp_path, oblique_volume, "1.2.826.0.1.3680043.2.1125.1")
+    write_dicom_series(tmp_path, oblique_volume, "1.2.826.0.1.3680043.2.1125.2")
+    n = oblique_volume.n_slices
+    with pytest.raises(LatentSRError, match=f"holds 2 DICOM series \\({n} files, {n} files\\): put each"):
+        read(tmp_path)
 
 
 def to_sitk_array(volume: Volume) -> np.ndarray:
