@@ -12,6 +12,8 @@ Inputs are slices of percentile-normalised intensities in [0, 1]. OpenCV is impo
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage
 
@@ -21,6 +23,34 @@ DISAGREEMENT_SCALE = 0.1
 DISAGREEMENT_SMOOTHING = 2.0
 #: A slice whose standard deviation is below this (normalised units) is blank: no motion to follow.
 BLANK_STD = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Farneback:
+    """Settings of OpenCV's Farneback estimator (``cv2.calcOpticalFlowFarneback``).
+
+    Attributes:
+        half_resolution: run on images area-averaged to half size, upsample the flow (4x cheaper).
+        levels: pyramid levels (each 1/2 of the one below).
+        window: averaging window (pixels): larger follows larger motion, smoother.
+        poly_n, poly_sigma: the neighbourhood (pixels) of the polynomial expansion and its Gaussian.
+        iterations: per pyramid level.
+    """
+
+    half_resolution: bool
+    levels: int
+    window: int
+    poly_n: int
+    poly_sigma: float
+    iterations: int = 5
+
+
+#: The settings the bundled motion refiner's candidates were computed with (its network depends on them).
+FARNEBACK_FAST = Farneback(half_resolution=True, levels=3, window=9, poly_n=5, poly_sigma=1.1)
+#: The ``flow`` method's: full resolution, a 15 px window and a 7 px polynomial; on the validation patients
+#: +0.14 dB / +0.005 SSIM over FARNEBACK_FAST (+0.05 dB at 13-14 mm gaps) for ~0.15 s more a 10-slice frame
+#: (benchmarks/farneback_settings.py).
+FARNEBACK_FINE = Farneback(half_resolution=False, levels=4, window=15, poly_n=7, poly_sigma=1.5)
 
 
 def _cv2():
@@ -38,12 +68,12 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def estimate_flows(a: np.ndarray, b: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def estimate_flows(a: np.ndarray, b: np.ndarray, farneback: Farneback = FARNEBACK_FAST
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Dense in-plane motion both ways between two normalised slices, by DIS and by Farneback.
 
-    DIS (medium preset) runs at full resolution; Farneback runs at half resolution (area-averaged)
-    and its flow is upsampled: the same protocol scores on the validation patients (+0.129 vs +0.125
-    SSIM, +1.70 dB both) for half its CPU time (benchmarks/flow_design.py).
+    DIS (medium preset) runs at full resolution; Farneback as ``farneback`` says (the default is what
+    the bundled motion refiner was trained with; the ``flow`` method uses :data:`FARNEBACK_FINE`).
 
     Returns:
         {"dis": (F_ab, F_ba), "farneback": (F_ab, F_ba)}, each (Y, X, 2) float32 in pixels (x, y),
@@ -53,17 +83,18 @@ def estimate_flows(a: np.ndarray, b: np.ndarray) -> dict[str, tuple[np.ndarray, 
     a8, b8 = _to_uint8(a), _to_uint8(b)
     rows, columns = a8.shape
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    small = (max(1, columns // 2), max(1, rows // 2))
-    a_small, b_small = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in (a8, b8))
-
-    def farneback(x, y):
-        # pyramid scale 0.5, 3 levels, 9 px window, 5 iterations, 5 px polynomial with sigma 1.1
-        f = cv2.calcOpticalFlowFarneback(x, y, None, 0.5, 3, 9, 5, 5, 1.1, 0)
+    settings = (0.5, farneback.levels, farneback.window, farneback.iterations, farneback.poly_n,
+                farneback.poly_sigma, 0)  # pyramid scale 0.5, no flags
+    if not farneback.half_resolution:
+        fb_ab, fb_ba = (cv2.calcOpticalFlowFarneback(x, y, None, *settings) for x, y in ((a8, b8), (b8, a8)))
+    else:
+        small = (max(1, columns // 2), max(1, rows // 2))
+        a_small, b_small = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in (a8, b8))
         scale = np.array([columns / small[0], rows / small[1]], np.float32)
-        return cv2.resize(f, (columns, rows), interpolation=cv2.INTER_LINEAR) * scale
-
-    return {"dis": (dis.calc(a8, b8, None), dis.calc(b8, a8, None)),
-            "farneback": (farneback(a_small, b_small), farneback(b_small, a_small))}
+        fb_ab, fb_ba = (cv2.resize(cv2.calcOpticalFlowFarneback(x, y, None, *settings), (columns, rows),
+                                   interpolation=cv2.INTER_LINEAR) * scale
+                        for x, y in ((a_small, b_small), (b_small, a_small)))
+    return {"dis": (dis.calc(a8, b8, None), dis.calc(b8, a8, None)), "farneback": (fb_ab, fb_ba)}
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:

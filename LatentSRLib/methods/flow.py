@@ -14,7 +14,12 @@ patients (ACDC 6.5-10 mm scans 001 002 010 020 030 040 043 050 060 093, every ot
 ``benchmarks/flow_design.py``, 80 slices): over linear, DIS alone +0.124 SSIM / +1.60 dB, Farneback
 alone +0.115 / +1.36 dB, their average +0.135 / +1.81 dB. One direction of one slice pair costs
 DIS + Farneback ~10 ms of CPU; scikit-image's TV-L1 took 837 ms and its iLK 525 ms for the same
-256 x 208 pair (one direction), too slow for 0.5 s a frame.
+256 x 208 pair (one direction), too slow for 0.5 s a frame. Farneback then ran at half resolution
+with OpenCV's usual 9 px window and 5 px polynomial; running it at full resolution with a 15 px window
+and a 7 px polynomial (:data:`~LatentSRLib.opticalflow.FARNEBACK_FINE`) gained, on the same patients
+with every gate as shipped, +0.005 SSIM / +0.14 dB (+0.006 / +0.05 dB on 043 and 093, the 13-14 mm
+gaps nearest the test regime) for ~0.1 s more CPU a 10-slice frame (``benchmarks/farneback_settings.py``,
+eight settings).
 
 Where motion cannot be trusted the result moves toward linear interpolation, with a confidence in
 [0, 1] that is also an output (``run.confidence``; ``--confidence-out``):
@@ -51,7 +56,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..opticalflow import BLANK_STD, candidates, cv2_threads, estimate_flows
+from ..opticalflow import BLANK_STD, FARNEBACK_FINE, candidates, cv2_threads, estimate_flows
 from .base import Method, Run
 
 #: Self-check gain (dB over linear at twice the gap) at and above which a scan is fully trusted.
@@ -68,8 +73,12 @@ def blend(parts: dict[str, np.ndarray], scan_confidence: float) -> tuple[np.ndar
 SELF_CHECK_TRIPLETS = 4
 
 
+#: The Farneback settings of this method (the motion refiner keeps those its network was trained with).
+FARNEBACK = FARNEBACK_FINE
+
+
 def _flow_midway(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return blend(candidates(a, b, 0.5), 1.0)[0]
+    return blend(candidates(a, b, 0.5, estimate_flows(a, b, FARNEBACK)), 1.0)[0]
 
 
 def self_check_gain(slices: np.ndarray, recreate=_flow_midway) -> float | None:
@@ -117,7 +126,7 @@ def linear_between(a: np.ndarray, b: np.ndarray, factor: int) -> list[tuple[np.n
 def _between(a: np.ndarray, b: np.ndarray, factor: int, trust: float) -> list[tuple[np.ndarray, np.ndarray]]:
     if trust == 0.0:
         return linear_between(a, b, factor)
-    flows = estimate_flows(a, b)
+    flows = estimate_flows(a, b, FARNEBACK)
     return [blend(candidates(a, b, j / factor, flows), trust) for j in range(1, factor)]
 
 
