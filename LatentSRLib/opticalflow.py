@@ -51,6 +51,8 @@ FARNEBACK_FAST = Farneback(half_resolution=True, levels=3, window=9, poly_n=5, p
 #: +0.14 dB / +0.005 SSIM over FARNEBACK_FAST (+0.05 dB at 13-14 mm gaps) for ~0.15 s more a 10-slice frame
 #: (benchmarks/farneback_settings.py).
 FARNEBACK_FINE = Farneback(half_resolution=False, levels=4, window=15, poly_n=7, poly_sigma=1.5)
+#: The settings by the name a motion refiner's weights record (``farneback`` in its config).
+FARNEBACK_SETTINGS = {"fast": FARNEBACK_FAST, "fine": FARNEBACK_FINE}
 
 
 def _cv2():

@@ -202,3 +202,21 @@ def test_slicer_installs_what_each_method_needs(monkeypatch):
     assert install.missing_requirements(["flow"]) == ["opencv-python-headless"]
     assert install.missing_requirements(["ae"]) == ["torch"]
     assert sorted(install.missing_requirements(["motion"])) == ["opencv-python-headless", "torch"]
+
+
+def test_a_refiner_computes_its_candidates_with_the_flow_settings_it_was_trained_with():
+    """The Farneback settings are part of a refiner's config (its network learned their errors): the
+    bundled one keeps the fast settings, a refiner trained with the fine ones gets those."""
+    from LatentSRLib.models import registry
+    from LatentSRLib.models.motion import MotionRefiner
+    from LatentSRLib.opticalflow import FARNEBACK_FAST, FARNEBACK_FINE, estimate_flows
+    stack = moving_disc(n_slices=3, shift_px=4.0, size=64)
+    bundled = MotionRefiner(**registry.load("motion-acdc", "motion")["config"])
+    fine = MotionRefiner(widths=(8, 16), farneback="fine")
+    for model, setting in ((bundled, FARNEBACK_FAST), (fine, FARNEBACK_FINE)):
+        got, expected = model.estimate_flows(stack[0], stack[2]), estimate_flows(stack[0], stack[2], setting)
+        np.testing.assert_array_equal(got["farneback"][0], expected["farneback"][0])
+    fast_flow = estimate_flows(stack[0], stack[2], FARNEBACK_FAST)["farneback"][0]
+    assert not np.array_equal(fast_flow, fine.estimate_flows(stack[0], stack[2])["farneback"][0])
+    with pytest.raises(ValueError, match="farneback must be one of"):
+        MotionRefiner(farneback="slow")

@@ -38,6 +38,7 @@ def main():
     parser.add_argument("--init", help="start from these weights (a previous run's best) instead of random ones")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--gap-input", action="store_true", help="the gap between the two slices as an input")
+    parser.add_argument("--farneback", choices=("fast", "fine"), default="fast", help="flow candidates' settings")
     args = parser.parse_args()
     everyone = {p.name[len("patient"):] for p in (DATA / "acdc_fullfov").glob("patient*")}
     training = everyone - TEST - VALIDATION
@@ -48,7 +49,8 @@ def main():
                                   max_examples=args.max_examples, threads=args.threads,
                                   resampled_fraction=args.resampled_fraction, time_fraction=args.time_fraction,
                                   seed=args.seed, cache=args.cache, init=args.init,
-                                  learning_rate=args.learning_rate, gap_input=args.gap_input)
+                                  learning_rate=args.learning_rate, gap_input=args.gap_input,
+                                  farneback=args.farneback)
     print(f"training patients: {len(training)}, cines: {len(cines)}, validation patients: {len(VALIDATION)}")
     print(train(config))
 

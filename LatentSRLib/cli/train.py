@@ -58,7 +58,8 @@ def run_motion(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude), resampled_fraction=args.resampled_fraction, time_fraction=args.time_fraction,
         max_examples=args.max_examples, batch=args.batch_size, learning_rate=args.learning_rate,
         max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed, device=args.device,
-        threads=args.threads, cache=args.cache, init=args.init, gap_input=args.gap_input)
+        threads=args.threads, cache=args.cache, init=args.init, gap_input=args.gap_input,
+        farneback=args.farneback)
     print(f"weights written to {train(config, progress=not args.quiet)}")
     return 0
 
@@ -166,6 +167,9 @@ def add_parser(commands) -> None:
                          "cross-fade detector sends such stacks to linear interpolation; motion.md)")
     mo.add_argument("--gap-input", action="store_true",
                     help="give the network the distance between the two slices (mm) as an input (motion.md)")
+    mo.add_argument("--farneback", choices=("fast", "fine"), default="fast",
+                    help="Farneback settings of the flow candidates: fast (the bundled refiner's) or fine (the "
+                         "flow method's: full resolution, larger window; opticalflow.py)")
     mo.add_argument("--time-fraction", type=float, default=0.5, help="share of time triplets (default 0.5)")
     mo.add_argument("--max-examples", type=int, default=6000)
     mo.add_argument("--batch-size", type=int, default=16)

@@ -45,6 +45,8 @@ class MotionRefiner(nn.Module):
         candidates: len(CANDIDATES) = 5.
         widths: channels at full, 1/2, 1/4, ... resolution.
         residual_scale: bound of the residual, in normalised intensity units.
+        farneback: the Farneback settings its candidates are computed with, by name
+            (:data:`LatentSRLib.opticalflow.FARNEBACK_SETTINGS`): the network learns their errors.
 
     Shapes:
         forward(inputs (B, in_channels, H, W), candidates (B, candidates, H, W))
@@ -52,11 +54,15 @@ class MotionRefiner(nn.Module):
     """
 
     def __init__(self, in_channels: int = len(INPUTS), candidates: int = len(CANDIDATES),
-                 widths: tuple[int, ...] = (16, 32, 64), residual_scale: float = 0.1) -> None:
+                 widths: tuple[int, ...] = (16, 32, 64), residual_scale: float = 0.1,
+                 farneback: str = "fast") -> None:
         super().__init__()
+        from ..opticalflow import FARNEBACK_SETTINGS
+        if farneback not in FARNEBACK_SETTINGS:
+            raise ValueError(f"farneback must be one of {sorted(FARNEBACK_SETTINGS)}, got {farneback!r}")
         widths = tuple(int(w) for w in widths)
         self.config = dict(in_channels=in_channels, candidates=candidates, widths=list(widths),
-                           residual_scale=residual_scale)
+                           residual_scale=residual_scale, farneback=farneback)
         self.residual_scale = residual_scale
         self.stem = _conv(in_channels, widths[0])
         self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1]), _conv(widths[i + 1], widths[i + 1]))
@@ -64,6 +70,12 @@ class MotionRefiner(nn.Module):
         self.up = nn.ModuleList(_conv(widths[i] + widths[i + 1], widths[i]) for i in range(len(widths) - 1))
         self.head = nn.Conv2d(widths[0], candidates + 1, 1)
         self.multiple = 2 ** (len(widths) - 1)
+
+    def estimate_flows(self, a, b) -> dict:
+        """Both optical flows between slices ``a`` and ``b`` (numpy) with the settings this network
+        was trained with (:func:`LatentSRLib.opticalflow.estimate_flows`)."""
+        from ..opticalflow import FARNEBACK_SETTINGS, estimate_flows
+        return estimate_flows(a, b, FARNEBACK_SETTINGS[self.config["farneback"]])
 
     def forward(self, inputs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.head_output(inputs)

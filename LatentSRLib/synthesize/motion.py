@@ -1,7 +1,8 @@
 """Inference of the motion-aware refiner: flow candidates per slice pair, blended by the network.
 
 Per frame and per gap between acquired slices A and B: both optical flows once
-(:func:`LatentSRLib.opticalflow.estimate_flows`), then for each new position t = j / k the
+(:meth:`LatentSRLib.models.motion.MotionRefiner.estimate_flows`, with the settings its network was
+trained with), then for each new position t = j / k the
 refiner's inputs (:func:`LatentSRLib.models.motion.network_inputs`) and one batched forward pass.
 The refiner's weight on linear interpolation is its own confidence; the scan self-check of the
 ``flow`` method (re-creating acquired slices at twice the gap, with the refiner) scales both the
@@ -17,7 +18,7 @@ import torch
 
 from ..devices import pick_device
 from ..models.motion import INPUTS, MotionRefiner, network_inputs
-from ..opticalflow import cv2_threads, estimate_flows
+from ..opticalflow import cv2_threads
 from .loading import load_network
 
 
@@ -35,7 +36,7 @@ def _refine(model: MotionRefiner, device: torch.device, a: np.ndarray, b: np.nda
             gap_mm: float, flows=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(image, weight on linear, linear) at each position in ``positions`` between a and b, which lie
     ``gap_mm`` apart."""
-    flows = flows or estimate_flows(a, b)
+    flows = flows or model.estimate_flows(a, b)
     gap = gap_mm if gap_aware(model) else None
     built = [network_inputs(a, b, t, flows, gap) for t in positions]
     inputs = torch.from_numpy(np.stack([x for x, _, _ in built])).to(device)

@@ -40,6 +40,7 @@ from ..intensity import normalise
 from ..interpolate import resample_along_slices
 from ..models import registry
 from ..models.motion import CANDIDATES, INPUTS, MotionRefiner, network_inputs
+from ..opticalflow import FARNEBACK_SETTINGS, estimate_flows
 from ..volume import read
 from ..devices import pick_device
 from . import common
@@ -56,6 +57,7 @@ class MotionTrainingConfig:
     validation: Sequence[str] = ()
     resampled_fraction: float = 0.0
     gap_input: bool = False
+    farneback: str = "fast"
     time_fraction: float = 0.5
     asymmetric_fraction: float = 0.3
     max_examples: int = 6000
@@ -146,14 +148,15 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
     return picked
 
 
-def examples(items, store: int, rng: np.random.Generator | None, progress: bool = True, gap_input: bool = False
-             ) -> tuple[np.ndarray, np.ndarray]:
+def examples(items, store: int, rng: np.random.Generator | None, progress: bool = True, gap_input: bool = False,
+             farneback: str = "fast") -> tuple[np.ndarray, np.ndarray]:
     """Network inputs (N, len(INPUTS) [+ 1 with ``gap_input``], store, store) and targets
-    (N, 1, store, store), float16."""
+    (N, 1, store, store), float16; the flows with the named Farneback settings."""
     inputs = np.empty((len(items), len(INPUTS) + int(gap_input), store, store), np.float16)
     targets = np.empty((len(items), 1, store, store), np.float16)
     for k, (a, m, b, t, gap_mm) in enumerate(tqdm(items, desc="flow candidates", disable=not progress)):
-        x, _, _ = network_inputs(a, b, t, gap_mm=gap_mm if gap_input else None)
+        flows = estimate_flows(a, b, FARNEBACK_SETTINGS[farneback])
+        x, _, _ = network_inputs(a, b, t, flows, gap_mm=gap_mm if gap_input else None)
         both = _centre_crop(np.concatenate([x, m[None]]), store, rng)
         inputs[k], targets[k] = both[:-1], both[-1:]
     return inputs, targets
@@ -217,25 +220,35 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
+    if config.farneback not in FARNEBACK_SETTINGS:
+        raise LatentSRError(f"unknown Farneback settings '{config.farneback}' (one of {', '.join(FARNEBACK_SETTINGS)})")
     if config.cache and Path(config.cache).exists():
         with np.load(config.cache) as cached:
             inputs, targets = cached["inputs"], cached["targets"]
+            made_with = str(cached["farneback"]) if "farneback" in cached else "fast"
+        if made_with != config.farneback:
+            raise LatentSRError(f"the cached examples in {config.cache} were built with the '{made_with}' "
+                                f"Farneback settings, not '{config.farneback}'")
     else:
-        inputs, targets = examples(triplets(config, rng, progress), config.store, rng, progress, config.gap_input)
+        inputs, targets = examples(triplets(config, rng, progress), config.store, rng, progress, config.gap_input,
+                                   config.farneback)
         if config.cache:
-            np.savez(config.cache, inputs=inputs, targets=targets)
+            np.savez(config.cache, inputs=inputs, targets=targets, farneback=config.farneback)
     if config.validation:
         held = MotionTrainingConfig(slices=config.validation, time_fraction=0, resampled_fraction=0,
                                     asymmetric_fraction=0, max_examples=400)
         val_inputs, val_targets = examples(triplets(held, np.random.default_rng(1), progress), config.store,
-                                           None, progress, config.gap_input)
+                                           None, progress, config.gap_input, config.farneback)
     if inputs.shape[1] != len(INPUTS) + int(config.gap_input):
         raise LatentSRError(f"the cached examples in {config.cache} were built "
                             f"{'without' if config.gap_input else 'with'} the gap input")
-    model = MotionRefiner(in_channels=inputs.shape[1], widths=config.widths)
+    model = MotionRefiner(in_channels=inputs.shape[1], widths=config.widths, farneback=config.farneback)
     if config.init:
         content = registry.load(config.init, "motion")
         model = MotionRefiner(**content["config"])
+        if model.config["farneback"] != config.farneback:
+            raise LatentSRError(f"--init {config.init} was trained with the '{model.config['farneback']}' "
+                                f"Farneback settings: match --farneback to it")
         if model.config["in_channels"] != inputs.shape[1]:
             raise LatentSRError(f"--init {config.init} was trained {'with' if not config.gap_input else 'without'} "
                                 "the gap input: match --gap-input to it")
