@@ -33,18 +33,19 @@ def run(args: argparse.Namespace) -> int:
         raise LatentSRError(f"--confidence-out: '{args.method}' gives no confidence "
                             f"(methods that do: {', '.join(m.name for m in _confident())})")
     axis = AXES[args.axis]
-    inputs = find_images(args.input)
-    if not inputs:
-        raise LatentSRError(f"no images found in {', '.join(args.input)}")
-    if _names_a_file(args.output):
-        # A folder of one study (a DICOM series, a scan) written to a file name is one job, not a cohort
-        if len(inputs) > 1:
-            raise LatentSRError(f"-o {args.output} names a file, but the input holds {len(inputs)} studies: "
-                                "give a folder for their results")
-    elif len(args.input) > 1 or Path(args.input[0]).is_dir() or _names_a_folder(args.output):
+    # A folder of one study (a DICOM series, a scan) written to a file name is one job, not a cohort; the
+    # cohort lists its inputs itself
+    if not _names_a_file(args.output) and (len(args.input) > 1 or Path(args.input[0]).is_dir()
+                                           or _names_a_folder(args.output)):
         if args.confidence_out:
             raise LatentSRError("--confidence-out is for one input written to a file (-o result.nii.gz)")
         return run_cohort(args, axis)
+    inputs = find_images(args.input)
+    if not inputs:
+        raise LatentSRError(f"no images found in {', '.join(args.input)}")
+    if len(inputs) > 1:  # only with a file name as -o: anything else went to the cohort above
+        raise LatentSRError(f"-o {args.output} names a file, but the input holds {len(inputs)} studies: "
+                            "give a folder for their results")
     source, target = inputs[0], Path(args.output)
     confidence_target = Path(args.confidence_out) if args.confidence_out else None
     volume = read(source)

@@ -229,6 +229,9 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
         if made_with != config.farneback:
             raise LatentSRError(f"the cached examples in {config.cache} were built with the '{made_with}' "
                                 f"Farneback settings, not '{config.farneback}'")
+        if inputs.shape[1] != len(INPUTS) + int(config.gap_input):
+            raise LatentSRError(f"the cached examples in {config.cache} were built "
+                                f"{'without' if config.gap_input else 'with'} the gap input")
     else:
         inputs, targets = examples(triplets(config, rng, progress), config.store, rng, progress, config.gap_input,
                                    config.farneback)
@@ -239,9 +242,6 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
                                     asymmetric_fraction=0, max_examples=400)
         val_inputs, val_targets = examples(triplets(held, np.random.default_rng(1), progress), config.store,
                                            None, progress, config.gap_input, config.farneback)
-    if inputs.shape[1] != len(INPUTS) + int(config.gap_input):
-        raise LatentSRError(f"the cached examples in {config.cache} were built "
-                            f"{'without' if config.gap_input else 'with'} the gap input")
     model = MotionRefiner(in_channels=inputs.shape[1], widths=config.widths, farneback=config.farneback)
     if config.init:
         content = registry.load(config.init, "motion")
