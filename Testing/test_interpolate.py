@@ -153,3 +153,22 @@ def test_bad_method_and_axis():
 def test_module_does_not_import_torch():
     code = "import sys, LatentSRLib.interpolate; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_shrink_in_plane_is_the_same_anatomy_smaller_slice_by_slice():
+    """A disc of radius 16 px in a 64 x 64 slice becomes one of radius ~8 px in 32 x 32 (its area, a
+    quarter), each slice on its own (the slice axis is untouched), a constant stays constant, and
+    shrinking is antialiased: a one-pixel checkerboard averages to grey instead of aliasing."""
+    from LatentSRLib.interpolate import shrink_in_plane
+
+    y, x = np.mgrid[:64, :64] + 0.5
+    disc = ((y - 32) ** 2 + (x - 32) ** 2 <= 16 ** 2).astype(np.float32)
+    stack = np.stack([disc, np.zeros_like(disc), np.full_like(disc, 0.7)])
+    small = shrink_in_plane(stack, 0.5)
+    assert small.shape == (3, 32, 32) and small.dtype == np.float32
+    assert abs(small[0].sum() - disc.sum() / 4) < 0.02 * disc.sum() / 4
+    np.testing.assert_allclose(ndimage.center_of_mass(small[0]), (15.5, 15.5), atol=0.05)
+    assert not small[1].any()
+    np.testing.assert_allclose(small[2], 0.7, atol=1e-6)
+    checker = ((np.indices((64, 64)).sum(0) % 2)[None]).astype(np.float32)
+    assert np.abs(shrink_in_plane(checker, 0.45) - 0.5).max() < 0.1

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LatentSRLib import evaluate  # noqa: E402
-from LatentSRLib.interpolate import resample_along_slices  # noqa: E402
+from LatentSRLib.interpolate import resample_along_slices, shrink_in_plane  # noqa: E402
 from LatentSRLib.methods import flow  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--weights", help="motion weights file or bundled name (default: the bundled file)")
     parser.add_argument("--resample", type=float, help="re-sample each scan to this fraction of its spacing first")
+    parser.add_argument("--zoom", type=float, help="shrink each scan in-plane to this fraction first (its slice gaps "
+                        "then show the pixel displacements of gaps this fraction as wide)")
     parser.add_argument("--no-gate", action="store_true", help="scan self-check off (trust 1)")
     parser.add_argument("--ablate", choices=("residual", "linear"), action="append", default=[],
                         help="drop a part of the refiner's output (repeatable)")
@@ -67,7 +69,7 @@ def main() -> None:
     if args.ablate:
         ablate(set(args.ablate))
     if args.no_gate:
-        flow.scan_confidence = lambda slices, recreate=None: 1.0
+        flow.scan_confidence = lambda slices, recreate=None, resampling_check=True: 1.0
     rows = []
     for path in find_images(args.paths):
         volume = read(path)
@@ -75,6 +77,11 @@ def main() -> None:
             spacing = list(volume.spacing)
             spacing[2] *= args.resample
             volume = volume.with_array(resample_along_slices(volume.array[0], args.resample)[None], tuple(spacing))
+        if args.zoom:
+            spacing = list(volume.spacing)
+            spacing[0] /= args.zoom
+            spacing[1] /= args.zoom
+            volume = volume.with_array(shrink_in_plane(volume.array[0], args.zoom)[None], tuple(spacing))
         rows += evaluate.evaluate_volume(Path(path).name, volume, METHODS, device="cpu",
                                          weights={"motion": args.weights})
     scores = {m: np.array([(r.ssim, min(r.psnr, 60.0)) for r in rows if r.method == m]) for m in METHODS}

@@ -33,6 +33,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resampled-fraction", type=float, default=0.0)
     parser.add_argument("--time-fraction", type=float, default=0.5)
+    parser.add_argument("--zoom-fraction", type=float, default=0.0, help="share of in-plane-shrunk slice triplets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", help="keep the computed training examples in this .npz (reused when present)")
     parser.add_argument("--init", help="start from these weights (a previous run's best) instead of random ones")
@@ -50,7 +51,7 @@ def main():
                                   resampled_fraction=args.resampled_fraction, time_fraction=args.time_fraction,
                                   seed=args.seed, cache=args.cache, init=args.init,
                                   learning_rate=args.learning_rate, gap_input=args.gap_input,
-                                  farneback=args.farneback)
+                                  farneback=args.farneback, zoom_fraction=args.zoom_fraction)
     print(f"training patients: {len(training)}, cines: {len(cines)}, validation patients: {len(VALIDATION)}")
     print(train(config))
 

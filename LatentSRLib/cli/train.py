@@ -59,7 +59,7 @@ def run_motion(args: argparse.Namespace) -> int:
         max_examples=args.max_examples, batch=args.batch_size, learning_rate=args.learning_rate,
         max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed, device=args.device,
         threads=args.threads, cache=args.cache, init=args.init, gap_input=args.gap_input,
-        farneback=args.farneback)
+        farneback=args.farneback, zoom_fraction=args.zoom_fraction)
     print(f"weights written to {train(config, progress=not args.quiet)}")
     return 0
 
@@ -171,6 +171,9 @@ def add_parser(commands) -> None:
                     help="Farneback settings of the flow candidates: fast (the bundled refiner's) or fine (the "
                          "flow method's: full resolution, larger window; opticalflow.py)")
     mo.add_argument("--time-fraction", type=float, default=0.5, help="share of time triplets (default 0.5)")
+    mo.add_argument("--zoom-fraction", type=float, default=0.0,
+                    help="share of slice triplets shrunk in-plane to 0.4-0.7, imitating gaps narrower than your "
+                         "scans' own (default 0; motion.md)")
     mo.add_argument("--max-examples", type=int, default=6000)
     mo.add_argument("--batch-size", type=int, default=16)
     mo.add_argument("--learning-rate", type=float, default=1e-3)

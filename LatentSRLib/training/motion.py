@@ -8,6 +8,10 @@ between A and B, and the network learns to re-create M from A and B through the 
 - time triplets: one slice of a 4D cine at frames f - i, f, f + j (i, j in 1..4): the heart's motion
   over the cardiac cycle, with the small, smooth displacements between close slices that the
   10-20 mm gaps of the slice triplets never show;
+- shrunk slice triplets: slice triplets of a scan first shrunk in-plane to 0.4-0.7 of its size
+  (:func:`LatentSRLib.interpolate.shrink_in_plane`): the same anatomy, smaller, so that its 10-20 mm
+  gaps show the in-plane displacements (in pixels) of 5-10 mm gaps, the gaps the method fills in use
+  and that no non-test scan offers as triplets (``zoom_fraction`` of the examples);
 - resampled-stack triplets: slice triplets of a scan first re-sampled linearly along the slice axis
   to 0.5-0.9 of its spacing. Public data sets are often distributed re-sampled through-plane (the
   CMRxMotion stacks are: many slices are near-exact blends of their neighbours), and there the
@@ -37,7 +41,7 @@ from tqdm import tqdm
 
 from .. import LatentSRError
 from ..intensity import normalise
-from ..interpolate import resample_along_slices
+from ..interpolate import resample_along_slices, shrink_in_plane
 from ..models import registry
 from ..models.motion import CANDIDATES, INPUTS, MotionRefiner, network_inputs
 from ..opticalflow import FARNEBACK_SETTINGS, estimate_flows
@@ -56,6 +60,8 @@ class MotionTrainingConfig:
     cines: Sequence[str] = ()
     validation: Sequence[str] = ()
     resampled_fraction: float = 0.0
+    zoom_fraction: float = 0.0
+    zoom_range: tuple[float, float] = (0.4, 0.7)
     gap_input: bool = False
     farneback: str = "fast"
     time_fraction: float = 0.5
@@ -106,7 +112,7 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float, float]]:
     """(A, M, B, t, gap between A and B in mm) triplets from the configured scans, at most
     ``max_examples``, mixed as configured (time triplets: gap 0)."""
-    space, resampled, times = [], [], []
+    space, resampled, zoomed, times = [], [], [], []
     def files(paths):
         return training_files(paths, config.exclude) if paths else []
 
@@ -115,8 +121,12 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
         stacks, spacing = _frames(path)
         for stack in stacks:
             fraction = rng.uniform(0.5, 0.9)
-            for source, target, step in ((stack, space, spacing),
-                                         (resample_along_slices(stack, fraction), resampled, spacing * fraction)):
+            sources = [(stack, space, spacing),
+                       (resample_along_slices(stack, fraction), resampled, spacing * fraction)]
+            if config.zoom_fraction:  # (drawn last: without it, the random stream is that of earlier files)
+                zoom = rng.uniform(*config.zoom_range)  # the gap such a triplet imitates: its own, times zoom
+                sources.append((shrink_in_plane(stack, zoom), zoomed, spacing * zoom))
+            for source, target, step in sources:
                 for n in range(1, len(source) - 1):
                     i, j = tuple(rng.permutation([1, 2])) if rng.random() < config.asymmetric_fraction else (1, 1)
                     if n - i < 0 or n + j >= len(source):
@@ -139,9 +149,10 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
                     times.append((a, m, b, float(i / (i + j)), 0.0))
     n_time = min(len(times), int(config.time_fraction * config.max_examples))
     n_resampled = min(len(resampled), int(config.resampled_fraction * config.max_examples))
-    n_space = min(len(space), config.max_examples - n_time - n_resampled)
+    n_zoomed = min(len(zoomed), int(config.zoom_fraction * config.max_examples))
+    n_space = min(len(space), config.max_examples - n_time - n_resampled - n_zoomed)
     picked = []
-    for pool, count in ((space, n_space), (resampled, n_resampled), (times, n_time)):
+    for pool, count in ((space, n_space), (resampled, n_resampled), (zoomed, n_zoomed), (times, n_time)):
         picked += [pool[k] for k in rng.choice(len(pool), size=count, replace=False)] if count else []
     if not picked:
         raise LatentSRError("no training triplets: give scans with at least 3 slices (--slices) or 4D cines (--cines)")
@@ -226,6 +237,10 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
         with np.load(config.cache) as cached:
             inputs, targets = cached["inputs"], cached["targets"]
             made_with = str(cached["farneback"]) if "farneback" in cached else "fast"
+            zoomed = float(cached["zoom_fraction"]) if "zoom_fraction" in cached else 0.0
+        if zoomed != config.zoom_fraction:
+            raise LatentSRError(f"the cached examples in {config.cache} have {zoomed:g} shrunk triplets, "
+                                f"not --zoom-fraction {config.zoom_fraction:g}")
         if made_with != config.farneback:
             raise LatentSRError(f"the cached examples in {config.cache} were built with the '{made_with}' "
                                 f"Farneback settings, not '{config.farneback}'")
@@ -236,10 +251,14 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
         inputs, targets = examples(triplets(config, rng, progress), config.store, rng, progress, config.gap_input,
                                    config.farneback)
         if config.cache:
-            np.savez(config.cache, inputs=inputs, targets=targets, farneback=config.farneback)
+            np.savez(config.cache, inputs=inputs, targets=targets, farneback=config.farneback,
+                     zoom_fraction=config.zoom_fraction)
     if config.validation:
+        # With shrunk triplets in training, half the validation triplets are shrunk too: the checkpoint is
+        # then chosen for narrow gaps as well as for the validation scans' own 13-20 mm.
         held = MotionTrainingConfig(slices=config.validation, time_fraction=0, resampled_fraction=0,
-                                    asymmetric_fraction=0, max_examples=400)
+                                    zoom_fraction=0.5 if config.zoom_fraction else 0.0,
+                                    zoom_range=config.zoom_range, asymmetric_fraction=0, max_examples=400)
         val_inputs, val_targets = examples(triplets(held, np.random.default_rng(1), progress), config.store,
                                            None, progress, config.gap_input, config.farneback)
     model = MotionRefiner(in_channels=inputs.shape[1], widths=config.widths, farneback=config.farneback)
