@@ -195,8 +195,8 @@ def test_set_correction_records_the_correction_options(tmp_path, small_file, cap
 def test_train_motion_command_writes_loadable_weights_without_the_trainers_folders(tmp_path, gap_input):
     """Slice and time triplets of a small synthetic cine, two steps: a weights file the method loads,
     whose metadata names the data but not the folders it lay in; with --gap-input one more input
-    channel (and --farneback fine recorded in its config), and a start from weights of the other kind
-    is refused."""
+    channel (and --farneback fine, --flow-prior and --residual-scale 0 recorded in its config), and a start
+    from weights of the other kind is refused."""
     from LatentSRLib import phantom
     from LatentSRLib.models import registry
     from LatentSRLib.pipeline import Run, super_resolve
@@ -208,11 +208,13 @@ def test_train_motion_command_writes_loadable_weights_without_the_trainers_folde
     out = tmp_path / "m.pt"
     code = run_cli("train", "motion", "--slices", data / "scan.nii.gz", "--cines", data / "cine.nii.gz",
                    "--val-data", data / "scan.nii.gz", "--out", out, "--max-steps", "2", "--batch-size", "2",
-                   "--max-examples", "12", "--threads", "1", "--quiet", *(["--gap-input", "--farneback", "fine"] if gap_input else []))
+                   "--max-examples", "12", "--threads", "1", "--quiet", *(["--gap-input", "--farneback", "fine", "--flow-prior", "--residual-scale", "0"] if gap_input else []))
     assert code == 0
     content = registry.load(str(out), "motion")
     assert content["config"]["in_channels"] == 9 + gap_input
     assert content["config"]["farneback"] == ("fine" if gap_input else "fast")
+    assert content["config"]["flow_prior"] is gap_input
+    assert content["config"]["residual_scale"] == (0.0 if gap_input else 0.1)
     recorded = content["meta"]["config"]
     assert recorded["slices"] == ["scan.nii.gz"] and recorded["cines"] == ["cine.nii.gz"]
     assert "private-folder" not in repr(content["meta"])
@@ -220,7 +222,7 @@ def test_train_motion_command_writes_loadable_weights_without_the_trainers_folde
     assert result.array.shape[1] == 9 and np.isfinite(result.array).all()
     if gap_input:  # the bundled refiner takes no gap: fine-tuning it with --gap-input is refused
         code = run_cli("train", "motion", "--slices", data / "scan.nii.gz", "--out", tmp_path / "n.pt",
-                       "--init", "motion-acdc", "--gap-input", "--max-steps", "1", "--max-examples", "4", "--quiet")
+                       "--init", "motion-acdc", "--gap-input", "--farneback", "fine", "--max-steps", "1", "--max-examples", "4", "--quiet")
         assert code == 2
 
 

@@ -182,6 +182,30 @@ def test_a_gap_aware_refiner_is_told_each_gap_in_mm(tmp_path):
     assert gaps == {(round(8.0 / GAP_SCALE_MM, 4),), (round(16.0 / GAP_SCALE_MM, 4),)}
 
 
+def test_an_untrained_flow_prior_refiner_is_the_flow_method(tmp_path):
+    """With ``flow_prior`` the blend starts from flow's own weights and the head at zero: before any
+    training the motion method gives flow's slices (up to the prior's 2 % floor), so training can only
+    learn departures from flow."""
+    import torch
+
+    from LatentSRLib.models import registry
+    from LatentSRLib.models.motion import MotionRefiner
+    torch.manual_seed(0)
+    model = MotionRefiner(widths=(8, 16), farneback="fine", flow_prior=True, residual_scale=0.0)
+    weights = registry.save(tmp_path / "prior.pt", "motion", model.config, model.state_dict())
+    volume = Volume(moving_disc()[::2], (1.0, 1.0, 8.0))
+    refined = super_resolve(volume, "motion", factor=2,
+                            run=Run(device="cpu", weights=str(weights), resampling_check=False)).array
+    flowed = super_resolve(volume, "flow", factor=2, run=Run(device="cpu", resampling_check=False)).array
+    linear = super_resolve(volume, "linear", factor=2, run=Run(device="cpu")).array
+    assert np.abs(refined - flowed).max() < 0.02 * np.abs(linear - flowed).max()
+    plain = MotionRefiner(widths=(8, 16), farneback="fine")  # without the prior: a random blend
+    plain_weights = registry.save(tmp_path / "plain.pt", "motion", plain.config, plain.state_dict())
+    random_blend = super_resolve(volume, "motion", factor=2,
+                                 run=Run(device="cpu", weights=str(plain_weights), resampling_check=False)).array
+    assert np.abs(random_blend - flowed).max() > 0.1 * np.abs(linear - flowed).max()
+
+
 def test_learned_results_are_clipped_to_the_input_range_by_default(oblique_volume, motion_weights):
     run = Run(device="cpu", weights=motion_weights)
     clipped = super_resolve(oblique_volume, "motion", factor=2, run=run).array
@@ -206,17 +230,18 @@ def test_slicer_installs_what_each_method_needs(monkeypatch):
 
 def test_a_refiner_computes_its_candidates_with_the_flow_settings_it_was_trained_with():
     """The Farneback settings are part of a refiner's config (its network learned their errors): the
-    bundled one keeps the fast settings, a refiner trained with the fine ones gets those."""
+    bundled one was trained with the fine ones (the flow method's), a refiner trained with the fast ones
+    gets those."""
     from LatentSRLib.models import registry
     from LatentSRLib.models.motion import MotionRefiner
     from LatentSRLib.opticalflow import FARNEBACK_FAST, FARNEBACK_FINE, estimate_flows
     stack = moving_disc(n_slices=3, shift_px=4.0, size=64)
     bundled = MotionRefiner(**registry.load("motion-acdc", "motion")["config"])
-    fine = MotionRefiner(widths=(8, 16), farneback="fine")
-    for model, setting in ((bundled, FARNEBACK_FAST), (fine, FARNEBACK_FINE)):
+    fast = MotionRefiner(widths=(8, 16), farneback="fast")
+    for model, setting in ((bundled, FARNEBACK_FINE), (fast, FARNEBACK_FAST)):
         got, expected = model.estimate_flows(stack[0], stack[2]), estimate_flows(stack[0], stack[2], setting)
         np.testing.assert_array_equal(got["farneback"][0], expected["farneback"][0])
-    fast_flow = estimate_flows(stack[0], stack[2], FARNEBACK_FAST)["farneback"][0]
-    assert not np.array_equal(fast_flow, fine.estimate_flows(stack[0], stack[2])["farneback"][0])
+    fine_flow = estimate_flows(stack[0], stack[2], FARNEBACK_FINE)["farneback"][0]
+    assert not np.array_equal(fine_flow, fast.estimate_flows(stack[0], stack[2])["farneback"][0])
     with pytest.raises(ValueError, match="farneback must be one of"):
         MotionRefiner(farneback="slow")

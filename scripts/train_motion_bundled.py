@@ -40,6 +40,8 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--gap-input", action="store_true", help="the gap between the two slices as an input")
     parser.add_argument("--farneback", choices=("fast", "fine"), default="fast", help="flow candidates' settings")
+    parser.add_argument("--flow-prior", action="store_true", help="start the blend from the flow method's weights")
+    parser.add_argument("--residual-scale", type=float, default=0.1, help="bound of the residual (0: none)")
     args = parser.parse_args()
     everyone = {p.name[len("patient"):] for p in (DATA / "acdc_fullfov").glob("patient*")}
     training = everyone - TEST - VALIDATION
@@ -51,7 +53,8 @@ def main():
                                   resampled_fraction=args.resampled_fraction, time_fraction=args.time_fraction,
                                   seed=args.seed, cache=args.cache, init=args.init,
                                   learning_rate=args.learning_rate, gap_input=args.gap_input,
-                                  farneback=args.farneback, zoom_fraction=args.zoom_fraction)
+                                  farneback=args.farneback, zoom_fraction=args.zoom_fraction,
+                                  flow_prior=args.flow_prior, residual_scale=args.residual_scale)
     print(f"training patients: {len(training)}, cines: {len(cines)}, validation patients: {len(VALIDATION)}")
     print(train(config))
 

@@ -59,7 +59,8 @@ def run_motion(args: argparse.Namespace) -> int:
         max_examples=args.max_examples, batch=args.batch_size, learning_rate=args.learning_rate,
         max_minutes=args.max_minutes, max_steps=args.max_steps, seed=args.seed, device=args.device,
         threads=args.threads, cache=args.cache, init=args.init, gap_input=args.gap_input,
-        farneback=args.farneback, zoom_fraction=args.zoom_fraction)
+        farneback=args.farneback, zoom_fraction=args.zoom_fraction,
+        flow_prior=args.flow_prior, residual_scale=args.residual_scale)
     print(f"weights written to {train(config, progress=not args.quiet)}")
     return 0
 
@@ -170,6 +171,11 @@ def add_parser(commands) -> None:
     mo.add_argument("--farneback", choices=("fast", "fine"), default="fast",
                     help="Farneback settings of the flow candidates: fast (the bundled refiner's) or fine (the "
                          "flow method's: full resolution, larger window; opticalflow.py)")
+    mo.add_argument("--flow-prior", action="store_true",
+                    help="start the per-pixel blend from the flow method's own weights, so that the untrained "
+                         "network is flow and training learns where to depart from it (motion.md)")
+    mo.add_argument("--residual-scale", type=float, default=0.1,
+                    help="bound of the network's residual in normalised intensity (0: a pure blend; default 0.1)")
     mo.add_argument("--time-fraction", type=float, default=0.5, help="share of time triplets (default 0.5)")
     mo.add_argument("--zoom-fraction", type=float, default=0.0,
                     help="share of slice triplets shrunk in-plane to 0.4-0.7, imitating gaps narrower than your "

@@ -11,6 +11,10 @@ a small bounded residual:
 
 Because linear interpolation is one of the candidates, the network can fall back to it wherever the
 warps are wrong, and its weight on linear is a learned confidence (1 - w_linear).
+
+With ``flow_prior`` the blend starts from the ``flow`` method's own weights: the logits are
+log(w_flow) + the network's output, whose last layer starts at zero, so an untrained refiner is
+``flow`` (:func:`flow_weights`) and training learns only where to depart from it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,24 @@ INPUTS = ("a", "b") + CANDIDATES + ("confidence", "t")
 #: A gap-aware refiner has one more input, last: the distance between A and B in mm over this scale
 #: (0 for time triplets of a cine, whose ends lie in the same slice plane).
 GAP_SCALE_MM = 20.0
+#: Share of a flow prior spread evenly over the candidates, so that no candidate's logit is -inf.
+PRIOR_FLOOR = 0.02
+
+
+def flow_weights(inputs: torch.Tensor) -> torch.Tensor:
+    """The ``flow`` method's per-pixel weights on the candidates, from the refiner's inputs.
+
+    ``flow`` is linear + c * (mean of the two estimators' blends - linear), c the estimators' agreement
+    (:func:`LatentSRLib.opticalflow.candidates`): weights (1 - c, c (1 - t) / 2, c t / 2, c (1 - t) / 2,
+    c t / 2) in :data:`CANDIDATES`' order, here mixed with :data:`PRIOR_FLOOR` of an even blend.
+
+    Shapes: (B, >= len(INPUTS), H, W) -> (B, len(CANDIDATES), H, W), summing to 1 over dim 1.
+    """
+    c = inputs[:, INPUTS.index("confidence")].float().clamp(0.0, 1.0)
+    t = inputs[:, INPUTS.index("t")].float()
+    half_a, half_b = c * (1 - t) / 2, c * t / 2
+    prior = torch.stack([1 - c, half_a, half_b, half_a, half_b], 1)
+    return (1 - PRIOR_FLOOR) * prior + PRIOR_FLOOR / len(CANDIDATES)
 
 
 def _conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -47,6 +69,7 @@ class MotionRefiner(nn.Module):
         residual_scale: bound of the residual, in normalised intensity units.
         farneback: the Farneback settings its candidates are computed with, by name
             (:data:`LatentSRLib.opticalflow.FARNEBACK_SETTINGS`): the network learns their errors.
+        flow_prior: add log(:func:`flow_weights`) to the blend logits and start the head at zero.
 
     Shapes:
         forward(inputs (B, in_channels, H, W), candidates (B, candidates, H, W))
@@ -55,14 +78,14 @@ class MotionRefiner(nn.Module):
 
     def __init__(self, in_channels: int = len(INPUTS), candidates: int = len(CANDIDATES),
                  widths: tuple[int, ...] = (16, 32, 64), residual_scale: float = 0.1,
-                 farneback: str = "fast") -> None:
+                 farneback: str = "fast", flow_prior: bool = False) -> None:
         super().__init__()
         from ..opticalflow import FARNEBACK_SETTINGS
         if farneback not in FARNEBACK_SETTINGS:
             raise ValueError(f"farneback must be one of {sorted(FARNEBACK_SETTINGS)}, got {farneback!r}")
         widths = tuple(int(w) for w in widths)
         self.config = dict(in_channels=in_channels, candidates=candidates, widths=list(widths),
-                           residual_scale=residual_scale, farneback=farneback)
+                           residual_scale=residual_scale, farneback=farneback, flow_prior=flow_prior)
         self.residual_scale = residual_scale
         self.stem = _conv(in_channels, widths[0])
         self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1]), _conv(widths[i + 1], widths[i + 1]))
@@ -70,6 +93,10 @@ class MotionRefiner(nn.Module):
         self.up = nn.ModuleList(_conv(widths[i] + widths[i + 1], widths[i]) for i in range(len(widths) - 1))
         self.head = nn.Conv2d(widths[0], candidates + 1, 1)
         self.multiple = 2 ** (len(widths) - 1)
+        self.flow_prior = flow_prior
+        if flow_prior:  # untrained, the refiner is the flow method (its residual 0)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def estimate_flows(self, a, b) -> dict:
         """Both optical flows between slices ``a`` and ``b`` (numpy) with the settings this network
@@ -79,7 +106,10 @@ class MotionRefiner(nn.Module):
 
     def forward(self, inputs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.head_output(inputs)
-        weights = torch.softmax(out[:, :-1], 1)
+        logits = out[:, :-1]
+        if self.flow_prior:
+            logits = logits + torch.log(flow_weights(inputs)).to(logits.dtype)
+        weights = torch.softmax(logits, 1)
         image = (weights * candidates).sum(1, keepdim=True) + self.residual_scale * torch.tanh(out[:, -1:])
         return image, weights
 

@@ -64,6 +64,8 @@ class MotionTrainingConfig:
     zoom_range: tuple[float, float] = (0.4, 0.7)
     gap_input: bool = False
     farneback: str = "fast"
+    flow_prior: bool = False
+    residual_scale: float = 0.1
     time_fraction: float = 0.5
     asymmetric_fraction: float = 0.3
     max_examples: int = 6000
@@ -261,7 +263,8 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
                                     zoom_range=config.zoom_range, asymmetric_fraction=0, max_examples=400)
         val_inputs, val_targets = examples(triplets(held, np.random.default_rng(1), progress), config.store,
                                            None, progress, config.gap_input, config.farneback)
-    model = MotionRefiner(in_channels=inputs.shape[1], widths=config.widths, farneback=config.farneback)
+    model = MotionRefiner(in_channels=inputs.shape[1], widths=config.widths, farneback=config.farneback,
+                          flow_prior=config.flow_prior, residual_scale=config.residual_scale)
     if config.init:
         content = registry.load(config.init, "motion")
         model = MotionRefiner(**content["config"])
@@ -271,6 +274,9 @@ def train(config: MotionTrainingConfig, progress: bool = True) -> Path:
         if model.config["in_channels"] != inputs.shape[1]:
             raise LatentSRError(f"--init {config.init} was trained {'with' if not config.gap_input else 'without'} "
                                 "the gap input: match --gap-input to it")
+        if model.config.get("flow_prior", False) != config.flow_prior:
+            raise LatentSRError(f"--init {config.init} was trained {'with' if not config.flow_prior else 'without'} "
+                                "the flow prior: match --flow-prior to it")
         model.load_state_dict(content["state_dict"])
     model = model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
