@@ -91,9 +91,12 @@ def self_check_gain(slices: np.ndarray, recreate=_flow_midway) -> float | None:
     if not usable:
         return None
     picked = sorted({usable[int(round(k))] for k in np.linspace(0, len(usable) - 1, SELF_CHECK_TRIPLETS)})
+    # The triplets are independent: two threads, as over_pairs does (the check is ~30 % of a 10-slice frame).
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        recreated = list(pool.map(lambda i: recreate(slices[i - 1], slices[i + 1]), picked))
     method_error = linear_error = 0.0
-    for i in picked:
-        method_error += float(np.mean((recreate(slices[i - 1], slices[i + 1]) - slices[i]) ** 2))
+    for i, image in zip(picked, recreated):
+        method_error += float(np.mean((image - slices[i]) ** 2))
         linear_error += float(np.mean((0.5 * (slices[i - 1] + slices[i + 1]) - slices[i]) ** 2))
     if method_error == 0.0 and linear_error == 0.0:
         return None
