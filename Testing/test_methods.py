@@ -206,6 +206,27 @@ def test_an_untrained_flow_prior_refiner_is_the_flow_method(tmp_path):
     assert np.abs(random_blend - flowed).max() > 0.1 * np.abs(linear - flowed).max()
 
 
+def test_the_linear_logit_offset_moves_the_blend_toward_linear():
+    """``linear_logit_offset`` (the bundled file's calibration) adds to linear's logit only: the weight on
+    linear rises with it, the other weights keep their ratios, and the bundled file records +0.5."""
+    import torch
+
+    from LatentSRLib.models import registry
+    from LatentSRLib.models.motion import CANDIDATES, INPUTS, MotionRefiner
+    torch.manual_seed(0)
+    inputs, candidates = torch.rand(1, len(INPUTS), 16, 16), torch.rand(1, len(CANDIDATES), 16, 16)
+    plain = MotionRefiner(widths=(8, 16))
+    offset = MotionRefiner(widths=(8, 16), linear_logit_offset=1.0)
+    offset.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        (_, w0), (_, w1) = plain(inputs, candidates), offset(inputs, candidates)
+    assert (w1[:, 0] > w0[:, 0]).all()
+    torch.testing.assert_close(w1[:, 1:] / w1[:, 1:].sum(1, keepdim=True), w0[:, 1:] / w0[:, 1:].sum(1, keepdim=True))
+    odds = (w1[:, 0] / (1 - w1[:, 0])) / (w0[:, 0] / (1 - w0[:, 0]))
+    torch.testing.assert_close(odds, torch.full_like(odds, float(np.e)))
+    assert registry.load("motion-acdc", "motion")["config"]["linear_logit_offset"] == 0.5
+
+
 def test_learned_results_are_clipped_to_the_input_range_by_default(oblique_volume, motion_weights):
     run = Run(device="cpu", weights=motion_weights)
     clipped = super_resolve(oblique_volume, "motion", factor=2, run=run).array

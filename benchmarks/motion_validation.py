@@ -7,7 +7,8 @@ the way some public data sets are distributed (CMRxMotion is): there the truth b
 cross-fade, and a motion-aware method must not fall below linear. ``--no-gate`` switches the scan
 self-check off (trust 1 everywhere) to see what it changes. ``--ablate residual`` drops the network's
 residual, ``--ablate linear`` takes linear interpolation out of its blend (the other weights renormalised),
-to see what each part contributes (Resources/Models/motion.md, Limits).
+to see what each part contributes (Resources/Models/motion.md, Limits). ``--linear-offset B`` adds B to the
+linear candidate's logit (how the bundled file's ``linear_logit_offset`` was chosen: motion.md, Choice).
 
     .venv/bin/python benchmarks/motion_validation.py --weights runs/motion_v3.pt \\
         ../shared/data/acdc_fullfov/patient{001,002,010,020,030,040,043,050,060,093}
@@ -35,8 +36,10 @@ from LatentSRLib.volume import find_images, read  # noqa: E402
 METHODS = ["linear", "flow", "motion"]
 
 
-def ablate(parts: set[str]) -> None:
-    """Replace the refiner's output rule by one without the residual and/or the linear candidate."""
+def ablate(parts: set[str], linear_offset: float = 0.0) -> None:
+    """Replace the refiner's output rule by one without the residual and/or the linear candidate, and/or
+    with ``linear_offset`` added to the linear candidate's logit (above 0: more fall-back to linear), on top
+    of the weights' own ``linear_logit_offset``."""
     import torch
 
     from LatentSRLib.models.motion import CANDIDATES, MotionRefiner
@@ -46,6 +49,7 @@ def ablate(parts: set[str]) -> None:
         logits = out[:, :-1].clone()
         if "linear" in parts:
             logits[:, CANDIDATES.index("linear")] = float("-inf")
+        logits[:, CANDIDATES.index("linear")] += linear_offset + self.linear_logit_offset
         weights = torch.softmax(logits, 1)
         image = (weights * candidates).sum(1, keepdim=True)
         if "residual" not in parts:
@@ -65,9 +69,11 @@ def main() -> None:
     parser.add_argument("--no-gate", action="store_true", help="scan self-check off (trust 1)")
     parser.add_argument("--ablate", choices=("residual", "linear"), action="append", default=[],
                         help="drop a part of the refiner's output (repeatable)")
+    parser.add_argument("--linear-offset", type=float, default=0.0,
+                        help="add this to the linear candidate's blend logit (the calibration motion.md chose)")
     args = parser.parse_args()
-    if args.ablate:
-        ablate(set(args.ablate))
+    if args.ablate or args.linear_offset:
+        ablate(set(args.ablate), args.linear_offset)
     if args.no_gate:
         flow.scan_confidence = lambda slices, recreate=None, resampling_check=True: 1.0
     rows = []

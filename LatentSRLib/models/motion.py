@@ -70,6 +70,9 @@ class MotionRefiner(nn.Module):
         farneback: the Farneback settings its candidates are computed with, by name
             (:data:`LatentSRLib.opticalflow.FARNEBACK_SETTINGS`): the network learns their errors.
         flow_prior: add log(:func:`flow_weights`) to the blend logits and start the head at zero.
+        linear_logit_offset: added to the linear candidate's blend logit; above 0 the refiner falls back to
+            linear more, trading a little sharpness (SSIM) for PSNR. A calibration of trained weights, set
+            in their config and chosen on validation patients (Resources/Models/motion.md, "Choice").
 
     Shapes:
         forward(inputs (B, in_channels, H, W), candidates (B, candidates, H, W))
@@ -78,14 +81,15 @@ class MotionRefiner(nn.Module):
 
     def __init__(self, in_channels: int = len(INPUTS), candidates: int = len(CANDIDATES),
                  widths: tuple[int, ...] = (16, 32, 64), residual_scale: float = 0.1,
-                 farneback: str = "fast", flow_prior: bool = False) -> None:
+                 farneback: str = "fast", flow_prior: bool = False, linear_logit_offset: float = 0.0) -> None:
         super().__init__()
         from ..opticalflow import FARNEBACK_SETTINGS
         if farneback not in FARNEBACK_SETTINGS:
             raise ValueError(f"farneback must be one of {sorted(FARNEBACK_SETTINGS)}, got {farneback!r}")
         widths = tuple(int(w) for w in widths)
         self.config = dict(in_channels=in_channels, candidates=candidates, widths=list(widths),
-                           residual_scale=residual_scale, farneback=farneback, flow_prior=flow_prior)
+                           residual_scale=residual_scale, farneback=farneback, flow_prior=flow_prior,
+                           linear_logit_offset=linear_logit_offset)
         self.residual_scale = residual_scale
         self.stem = _conv(in_channels, widths[0])
         self.down = nn.ModuleList(nn.Sequential(_conv(widths[i], widths[i + 1]), _conv(widths[i + 1], widths[i + 1]))
@@ -94,6 +98,7 @@ class MotionRefiner(nn.Module):
         self.head = nn.Conv2d(widths[0], candidates + 1, 1)
         self.multiple = 2 ** (len(widths) - 1)
         self.flow_prior = flow_prior
+        self.linear_logit_offset = float(linear_logit_offset)
         if flow_prior:  # untrained, the refiner is the flow method (its residual 0)
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -109,6 +114,10 @@ class MotionRefiner(nn.Module):
         logits = out[:, :-1]
         if self.flow_prior:
             logits = logits + torch.log(flow_weights(inputs)).to(logits.dtype)
+        if self.linear_logit_offset:
+            offset = torch.zeros(logits.shape[1], dtype=logits.dtype, device=logits.device)
+            offset[CANDIDATES.index("linear")] = self.linear_logit_offset
+            logits = logits + offset[:, None, None]
         weights = torch.softmax(logits, 1)
         image = (weights * candidates).sum(1, keepdim=True) + self.residual_scale * torch.tanh(out[:, -1:])
         return image, weights
