@@ -2,7 +2,8 @@
 
 The refiner (:mod:`LatentSRLib.models.motion`), trained on triplets of acquired slices and cine
 frames only (:mod:`LatentSRLib.training.motion`), chooses per pixel between linear interpolation and
-the one-sided warps of both neighbours along two optical flows, and adds a small residual. Torch
+the one-sided warps of both neighbours along two optical flows (the architecture can add a small
+residual; the bundled weights do not, Resources/Models/motion.md). Torch
 implementation in :mod:`LatentSRLib.synthesize.motion`, imported on first use.
 """
 
