@@ -195,8 +195,8 @@ def test_set_correction_records_the_correction_options(tmp_path, small_file, cap
 def test_train_motion_command_writes_loadable_weights_without_the_trainers_folders(tmp_path, gap_input):
     """Slice and time triplets of a small synthetic cine, two steps: a weights file the method loads,
     whose metadata names the data but not the folders it lay in; with --gap-input one more input
-    channel (and --farneback fine, --flow-prior and --residual-scale 0 recorded in its config), and a start
-    from weights of the other kind is refused."""
+    channel (and --flow-prior and --residual-scale 0 recorded in its config; without, --farneback fast instead
+    of the default fine), and a start from weights of the other kind is refused."""
     from LatentSRLib import phantom
     from LatentSRLib.models import registry
     from LatentSRLib.pipeline import Run, super_resolve
@@ -208,7 +208,7 @@ def test_train_motion_command_writes_loadable_weights_without_the_trainers_folde
     out = tmp_path / "m.pt"
     code = run_cli("train", "motion", "--slices", data / "scan.nii.gz", "--cines", data / "cine.nii.gz",
                    "--val-data", data / "scan.nii.gz", "--out", out, "--max-steps", "2", "--batch-size", "2",
-                   "--max-examples", "12", "--threads", "1", "--quiet", *(["--gap-input", "--farneback", "fine", "--flow-prior", "--residual-scale", "0"] if gap_input else []))
+                   "--max-examples", "12", "--threads", "1", "--quiet", *(["--gap-input", "--flow-prior", "--residual-scale", "0"] if gap_input else ["--farneback", "fast"]))
     assert code == 0
     content = registry.load(str(out), "motion")
     assert content["config"]["in_channels"] == 9 + gap_input

@@ -42,11 +42,13 @@ def ablate(parts: set[str], linear_offset: float = 0.0) -> None:
     of the weights' own ``linear_logit_offset``."""
     import torch
 
-    from LatentSRLib.models.motion import CANDIDATES, MotionRefiner
+    from LatentSRLib.models.motion import CANDIDATES, MotionRefiner, flow_weights
 
     def forward(self, inputs, candidates):
         out = self.head_output(inputs)
         logits = out[:, :-1].clone()
+        if self.flow_prior:
+            logits = logits + torch.log(flow_weights(inputs))
         if "linear" in parts:
             logits[:, CANDIDATES.index("linear")] = float("-inf")
         logits[:, CANDIDATES.index("linear")] += linear_offset + self.linear_logit_offset

@@ -39,7 +39,7 @@ def main():
     parser.add_argument("--init", help="start from these weights (a previous run's best) instead of random ones")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--gap-input", action="store_true", help="the gap between the two slices as an input")
-    parser.add_argument("--farneback", choices=("fast", "fine"), default="fast", help="flow candidates' settings")
+    parser.add_argument("--farneback", choices=("fast", "fine"), default="fine", help="flow candidates' settings")
     parser.add_argument("--flow-prior", action="store_true", help="start the blend from the flow method's weights")
     parser.add_argument("--residual-scale", type=float, default=0.1, help="bound of the residual (0: none)")
     args = parser.parse_args()

@@ -168,9 +168,9 @@ def add_parser(commands) -> None:
                          "cross-fade detector sends such stacks to linear interpolation; motion.md)")
     mo.add_argument("--gap-input", action="store_true",
                     help="give the network the distance between the two slices (mm) as an input (motion.md)")
-    mo.add_argument("--farneback", choices=("fast", "fine"), default="fast",
-                    help="Farneback settings of the flow candidates: fast (the bundled refiner's) or fine (the "
-                         "flow method's: full resolution, larger window; opticalflow.py)")
+    mo.add_argument("--farneback", choices=("fast", "fine"), default="fine",
+                    help="Farneback settings of the flow candidates: fine (the default: the flow method's and the "
+                         "bundled refiner's, full resolution, larger window) or fast (half resolution; opticalflow.py)")
     mo.add_argument("--flow-prior", action="store_true",
                     help="start the per-pixel blend from the flow method's own weights, so that the untrained "
                          "network is flow and training learns where to depart from it (motion.md)")

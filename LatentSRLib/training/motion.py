@@ -63,7 +63,7 @@ class MotionTrainingConfig:
     zoom_fraction: float = 0.0
     zoom_range: tuple[float, float] = (0.4, 0.7)
     gap_input: bool = False
-    farneback: str = "fast"
+    farneback: str = "fine"
     flow_prior: bool = False
     residual_scale: float = 0.1
     time_fraction: float = 0.5
@@ -162,7 +162,7 @@ def triplets(config: MotionTrainingConfig, rng: np.random.Generator, progress: b
 
 
 def examples(items, store: int, rng: np.random.Generator | None, progress: bool = True, gap_input: bool = False,
-             farneback: str = "fast") -> tuple[np.ndarray, np.ndarray]:
+             farneback: str = "fine") -> tuple[np.ndarray, np.ndarray]:
     """Network inputs (N, len(INPUTS) [+ 1 with ``gap_input``], store, store) and targets
     (N, 1, store, store), float16; the flows with the named Farneback settings."""
     inputs = np.empty((len(items), len(INPUTS) + int(gap_input), store, store), np.float16)
