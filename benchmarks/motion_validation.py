@@ -42,16 +42,14 @@ def ablate(parts: set[str], linear_offset: float = 0.0) -> None:
     of the weights' own ``linear_logit_offset``."""
     import torch
 
-    from LatentSRLib.models.motion import CANDIDATES, MotionRefiner, flow_weights
+    from LatentSRLib.models.motion import CANDIDATES, MotionRefiner
 
     def forward(self, inputs, candidates):
         out = self.head_output(inputs)
-        logits = out[:, :-1].clone()
-        if self.flow_prior:
-            logits = logits + torch.log(flow_weights(inputs))
+        logits = self.blend_logits(inputs, out)
+        logits[:, CANDIDATES.index("linear")] += linear_offset
         if "linear" in parts:
             logits[:, CANDIDATES.index("linear")] = float("-inf")
-        logits[:, CANDIDATES.index("linear")] += linear_offset + self.linear_logit_offset
         weights = torch.softmax(logits, 1)
         image = (weights * candidates).sum(1, keepdim=True)
         if "residual" not in parts:
@@ -81,15 +79,13 @@ def main() -> None:
     rows = []
     for path in find_images(args.paths):
         volume = read(path)
+        x, y, z = volume.spacing
         if args.resample:
-            spacing = list(volume.spacing)
-            spacing[2] *= args.resample
-            volume = volume.with_array(resample_along_slices(volume.array[0], args.resample)[None], tuple(spacing))
+            volume = volume.with_array(resample_along_slices(volume.array[0], args.resample)[None],
+                                       (x, y, z * args.resample))
         if args.zoom:
-            spacing = list(volume.spacing)
-            spacing[0] /= args.zoom
-            spacing[1] /= args.zoom
-            volume = volume.with_array(shrink_in_plane(volume.array[0], args.zoom)[None], tuple(spacing))
+            volume = volume.with_array(shrink_in_plane(volume.array[0], args.zoom)[None],
+                                       (x / args.zoom, y / args.zoom, volume.spacing[2]))
         rows += evaluate.evaluate_volume(Path(path).name, volume, METHODS, device="cpu",
                                          weights={"motion": args.weights})
     scores = {m: np.array([(r.ssim, min(r.psnr, 60.0)) for r in rows if r.method == m]) for m in METHODS}

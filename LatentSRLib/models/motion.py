@@ -111,16 +111,19 @@ class MotionRefiner(nn.Module):
 
     def forward(self, inputs: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.head_output(inputs)
-        logits = out[:, :-1]
-        if self.flow_prior:
-            logits = logits + torch.log(flow_weights(inputs)).to(logits.dtype)
-        if self.linear_logit_offset:
-            offset = torch.zeros(logits.shape[1], dtype=logits.dtype, device=logits.device)
-            offset[CANDIDATES.index("linear")] = self.linear_logit_offset
-            logits = logits + offset[:, None, None]
-        weights = torch.softmax(logits, 1)
+        weights = torch.softmax(self.blend_logits(inputs, out), 1)
         image = (weights * candidates).sum(1, keepdim=True) + self.residual_scale * torch.tanh(out[:, -1:])
         return image, weights
+
+    def blend_logits(self, inputs: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The candidates' blend logits from :meth:`head_output`'s ``out``: with the flow prior and the
+        linear offset where this refiner has them. (B, candidates + 1, H, W) -> (B, candidates, H, W), a new
+        tensor (benchmarks/motion_validation.py's ablations change it in place)."""
+        logits = out[:, :-1].clone()
+        if self.flow_prior:
+            logits = logits + torch.log(flow_weights(inputs)).to(logits.dtype)
+        logits[:, CANDIDATES.index("linear")] += self.linear_logit_offset
+        return logits
 
     def head_output(self, inputs: torch.Tensor) -> torch.Tensor:
         """The blend logits and the residual before its bound: (B, in_channels, H, W) ->
