@@ -200,10 +200,12 @@ def shrink_in_plane(stack: np.ndarray, ratio: float) -> np.ndarray:
     """(Z, Y, X) resampled in-plane to ``ratio`` (< 1) of its size, antialiased (scikit-image): the same
     slices of an anatomy ``ratio`` times as large seen at the same pixel size. Slices ``g`` mm apart then
     show the in-plane displacements, in pixels, of slices ``ratio * g`` apart: how training and validation
-    imitate gaps narrower than any non-test scan has (motion training's ``zoom_fraction``)."""
+    imitate gaps narrower than any non-test scan has (motion training's ``zoom_fraction``). A ``ratio`` above 1
+    enlarges instead (no antialiasing needed): a scan reconstructed on a finer pixel grid, as many scanners do.
+    """
     from skimage.transform import rescale
 
-    return rescale(np.asarray(stack, np.float32), (1.0, ratio, ratio), order=1, anti_aliasing=True,
+    return rescale(np.asarray(stack, np.float32), (1.0, ratio, ratio), order=1, anti_aliasing=ratio < 1,
                    preserve_range=True).astype(np.float32)
 
 

@@ -45,6 +45,31 @@ def test_training_draws_blends_and_acquired_slices_and_writes_portable_weights(t
     assert crossfade.stack_score(np.zeros((3, 40, 40), np.float32), str(out)) is None  # nothing to judge
 
 
+def test_zero_filling_enlarges_keeping_the_mean_and_the_acquired_frequencies():
+    from LatentSRLib.training.crossfade import zero_fill
+    y, x = np.mgrid[:30, :24]
+    image = 0.5 + 0.3 * np.sin(2 * np.pi * x / 12) * np.cos(2 * np.pi * y / 10)  # band-limited, periodic
+    big = zero_fill(image, 2.0)
+    assert big.shape == (60, 48)
+    assert big.mean() == pytest.approx(image.mean(), rel=1e-5)
+    np.testing.assert_allclose(big[::2, ::2], image, atol=1e-5)  # the acquired samples, unchanged
+    assert big[1::2, 1::2].std() > 0.1  # and new ones between them
+
+
+def test_appearance_variation_enlarges_or_smooths_and_keeps_the_range():
+    from LatentSRLib.training.crossfade import draw_batch, vary_appearance
+    rng = np.random.default_rng(1)
+    checker = (np.indices((160, 160)).sum(0) % 2).astype(np.float32)  # sharpest possible image
+    varied = [vary_appearance(checker, rng) for _ in range(12)]
+    for image in varied:
+        assert image.min() >= 0.0 and image.max() <= 1.0
+        assert min(image.shape) >= CROP
+        assert np.abs(np.diff(image, axis=1)).mean() < 0.9  # no longer a pixel-sharp checkerboard
+    images, labels = draw_batch(
+        [np.stack([checker, 1 - checker])], 16, rng, (1.0, 1.0), appearance_fraction=1.0)
+    assert images.shape == (16, 1, CROP, CROP) and bool((images >= 0).all() and (images <= 1).all())
+
+
 @pytest.mark.integration
 def test_bundled_detector_tells_resampled_validation_stacks_and_flow_falls_back_to_linear(data_dir):
     """A validation patient (never a test one): acquired, every other slice kept, flow is trusted; the

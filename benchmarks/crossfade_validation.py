@@ -8,7 +8,9 @@ the protocol (the detector sees only the kept slices, as ``flow`` and ``motion``
 
 Prints per ratio the scores' minimum, median and maximum; the thresholds in
 LatentSRLib/synthesize/crossfade.py lie between the acquired stacks' maximum and the re-sampled ones'
-bulk. Never run it on the test patients to choose anything.
+bulk. ``--zoom F`` first enlarges (F > 1) or shrinks each stack in-plane, as a scanner reconstructing on a
+finer (or coarser) pixel grid would show it: an acquired stack must stay acquired. Never run it on the
+test patients to choose anything.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LatentSRLib.intensity import normalise  # noqa: E402
-from LatentSRLib.interpolate import resample_along_slices  # noqa: E402
+from LatentSRLib.interpolate import resample_along_slices, shrink_in_plane  # noqa: E402
 from LatentSRLib.synthesize.crossfade import resampling_trust, stack_score  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 
@@ -34,8 +36,10 @@ def main() -> None:
     parser.add_argument("paths", nargs="+")
     parser.add_argument("--weights", help="detector weights (default: the bundled one)")
     parser.add_argument("--keep-every", type=int, default=2, help="1: the whole stack, as in use")
+    parser.add_argument("--zoom", type=float, help="enlarge (> 1) or shrink each stack in-plane by this first")
     args = parser.parse_args()
-    stacks = [normalise(frame, clip=True)[0] for path in find_images(args.paths) for frame in read(path).array]
+    stacks = [normalise(frame if not args.zoom else shrink_in_plane(frame, args.zoom), clip=True)[0]
+              for path in find_images(args.paths) for frame in read(path).array]
     print(f"{len(stacks)} stacks; | ratio | score min | median | max | mean trust |")
     for ratio in RATIOS:
         scores = []

@@ -5,8 +5,10 @@ papers' drop-slice protocol, as they are and re-sampled linearly along the slice
 ``--resample R`` first re-samples each scan to R times its slice spacing (linear interpolation along z),
 the way some public data sets are distributed (CMRxMotion is): there the truth between two slices is a
 cross-fade, and a motion-aware method must not fall below linear. ``--no-gate`` switches the scan
-self-check off (trust 1 everywhere) to see what it changes. ``--ablate residual`` drops the network's
+self-check off (trust 1 everywhere) to see what it changes, ``--no-resampling-check`` the cross-fade
+detector only. ``--zoom F`` above 1 enlarges each scan in-plane (a finer reconstruction grid). ``--ablate residual`` drops the network's
 residual, ``--ablate linear`` takes linear interpolation out of its blend (the other weights renormalised),
+``--ablate symmetric`` ties each estimator's two one-sided warps into its distance-weighted blend,
 to see what each part contributes (Resources/Models/motion.md, Limits). ``--linear-offset B`` adds B to the
 linear candidate's logit (how the bundled file's ``linear_logit_offset`` was chosen: motion.md, Choice).
 
@@ -39,10 +41,11 @@ METHODS = ["linear", "flow", "motion"]
 def ablate(parts: set[str], linear_offset: float = 0.0) -> None:
     """Replace the refiner's output rule by one without the residual and/or the linear candidate, and/or
     with ``linear_offset`` added to the linear candidate's logit (above 0: more fall-back to linear), on top
-    of the weights' own ``linear_logit_offset``."""
+    of the weights' own ``linear_logit_offset``. ``symmetric`` in ``parts``: each estimator's two one-sided
+    weights act together on its distance-weighted blend of both warps, as in ``flow`` (no one-sided choice)."""
     import torch
 
-    from LatentSRLib.models.motion import CANDIDATES, MotionRefiner
+    from LatentSRLib.models.motion import CANDIDATES, INPUTS, MotionRefiner
 
     def forward(self, inputs, candidates):
         out = self.head_output(inputs)
@@ -52,6 +55,12 @@ def ablate(parts: set[str], linear_offset: float = 0.0) -> None:
             logits[:, CANDIDATES.index("linear")] = float("-inf")
         weights = torch.softmax(logits, 1)
         image = (weights * candidates).sum(1, keepdim=True)
+        if "symmetric" in parts:
+            t = inputs[:, INPUTS.index("t")].unsqueeze(1)
+            image = weights[:, :1] * candidates[:, :1]
+            for k in (1, 3):  # (E_a, E_b) of each estimator, in CANDIDATES' order
+                both = weights[:, k:k + 2].sum(1, keepdim=True)
+                image = image + both * ((1 - t) * candidates[:, k:k + 1] + t * candidates[:, k + 1:k + 2])
         if "residual" not in parts:
             image = image + self.residual_scale * torch.tanh(out[:, -1:])
         return image, weights
@@ -67,7 +76,9 @@ def main() -> None:
     parser.add_argument("--zoom", type=float, help="shrink each scan in-plane to this fraction first (its slice gaps "
                         "then show the pixel displacements of gaps this fraction as wide)")
     parser.add_argument("--no-gate", action="store_true", help="scan self-check off (trust 1)")
-    parser.add_argument("--ablate", choices=("residual", "linear"), action="append", default=[],
+    parser.add_argument("--no-resampling-check", dest="resampling_check", action="store_false",
+                        help="cross-fade detector off, the self-check on (as the command line's option)")
+    parser.add_argument("--ablate", choices=("residual", "linear", "symmetric"), action="append", default=[],
                         help="drop a part of the refiner's output (repeatable)")
     parser.add_argument("--linear-offset", type=float, default=0.0,
                         help="add this to the linear candidate's blend logit (the calibration motion.md chose)")
@@ -87,14 +98,14 @@ def main() -> None:
             volume = volume.with_array(shrink_in_plane(volume.array[0], args.zoom)[None],
                                        (x / args.zoom, y / args.zoom, volume.spacing[2]))
         rows += evaluate.evaluate_volume(Path(path).name, volume, METHODS, device="cpu",
-                                         weights={"motion": args.weights})
+                                         weights={"motion": args.weights}, resampling_check=args.resampling_check)
     scores = {m: np.array([(r.ssim, min(r.psnr, 60.0)) for r in rows if r.method == m]) for m in METHODS}
     print(f"{len(scores['linear'])} slices")
     for method, values in scores.items():
         d_linear = values.mean(0) - scores["linear"].mean(0)
         d_flow = values.mean(0) - scores["flow"].mean(0)
         print(f"{method:7s} SSIM {values[:, 0].mean():.4f} PSNR {values[:, 1].mean():.2f} dB | vs linear "
-              f"{d_linear[0]:+.4f} {d_linear[1]:+.2f} dB | vs flow {d_flow[0]:+.4f} {d_flow[1]:+.2f} dB")
+              f"{d_linear[0]:+.5f} {d_linear[1]:+.2f} dB | vs flow {d_flow[0]:+.5f} {d_flow[1]:+.2f} dB")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,15 @@ slices with w uniform in [0.25, 0.75] (label 1): what a linear re-sampling along
 of a stack. Blends closer to one end (w < 0.25) look like acquired slices and are left out. Each
 image is the centre crop, flipped, rotated by a multiple of 90 degrees and scaled in contrast by
 0.8-1.2 (scanners differ in contrast; the detector must not learn the data set's intensities).
+
+With ``appearance_fraction`` > 0, that share of the images (of both labels alike) is first given the
+look of another scanner's reconstruction (:func:`vary_appearance`): enlarged in-plane 1-2.5 times
+(bilinear, bicubic or by zero-filling k-space, as many scanners reconstruct cines on a finer grid than
+they acquire), or smoothed, and then, at random, given noise. A detector that never saw such slices
+takes any smoothness for a cross-fade: the first bundled file called most validation stacks enlarged
+1.25 times, and every one enlarged 1.5 times or smoothed by 0.7 px, re-sampled
+(``benchmarks/crossfade_appearance.py``, Resources/Models/crossfade.md). A cross-fade's own mark
+is the doubled edge at reduced contrast, which none of these make.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from torch.nn import functional as F
 
 from .. import LatentSRError
 from ..intensity import normalise
+from ..metrics import centre_crop
 from ..models import registry
 from ..models.crossfade import CROP, CrossfadeDetector, detector_input
 from ..volume import read
@@ -41,6 +51,7 @@ class CrossfadeTrainingConfig:
     batch: int = 32
     learning_rate: float = 1e-3
     contrast: tuple[float, float] = (0.8, 1.2)
+    appearance_fraction: float = 0.0
     seed: int = 0
     threads: int | None = None
     init: str | None = None
@@ -58,9 +69,44 @@ def load_stacks(paths: Sequence[str], exclude: Sequence[str] = ()) -> list[np.nd
     return stacks
 
 
+#: Ranges of :func:`vary_appearance`: in-plane enlargement, Gaussian smoothing (pixels), noise (of the
+#: normalised range, added to half the varied images).
+ENLARGE_RANGE, SMOOTH_RANGE, NOISE_RANGE = (1.0, 2.5), (0.3, 1.2), (0.0, 0.04)
+
+
+def zero_fill(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` enlarged ``factor`` times by zero-filling its spectrum, as a scanner interpolates."""
+    rows, columns = image.shape
+    spectrum = np.fft.fftshift(np.fft.fft2(image))
+    pad_y, pad_x = int(round(rows * factor)) - rows, int(round(columns * factor)) - columns
+    spectrum = np.pad(spectrum, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2)))
+    scale = spectrum.size / image.size  # keeps the mean intensity
+    return (np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum))) * scale).astype(np.float32)
+
+
+def vary_appearance(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A normalised slice as another scanner's reconstruction might show it (module docstring): its centre
+    enlarged (bilinear, bicubic or zero-filled) or smoothed, then half the time noise; at least CROP x CROP
+    where the slice allows."""
+    from scipy import ndimage
+
+    if rng.random() < 2 / 3:
+        factor = rng.uniform(*ENLARGE_RANGE)
+        window = centre_crop(np.asarray(image, np.float32), int(np.ceil(CROP / factor)) + 4)  # what lands in view
+        kind = int(rng.integers(3))
+        image = zero_fill(window, factor) if kind == 2 else ndimage.zoom(window, factor, order=(1, 3)[kind],
+                                                                         mode="nearest")
+    else:
+        image = ndimage.gaussian_filter(np.asarray(image, np.float32), rng.uniform(*SMOOTH_RANGE))
+    if rng.random() < 0.5:
+        image = image + rng.normal(0.0, rng.uniform(*NOISE_RANGE), image.shape).astype(np.float32)
+    return np.clip(image, 0.0, 1.0)
+
+
 def draw_batch(stacks: list[np.ndarray], size: int, rng: np.random.Generator,
-               contrast: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images (size, 1, CROP, CROP), labels (size,)): half blends of neighbours, half acquired slices."""
+               contrast: tuple[float, float], appearance_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (size, 1, CROP, CROP), labels (size,)): half blends of neighbours, half acquired slices,
+    ``appearance_fraction`` of them with another scanner's look (:func:`vary_appearance`)."""
     images, labels = [], []
     for _ in range(size):
         stack = stacks[rng.integers(len(stacks))]
@@ -70,6 +116,8 @@ def draw_batch(stacks: list[np.ndarray], size: int, rng: np.random.Generator,
             image, label = (1 - w) * stack[z] + w * stack[z + 1], 1.0
         else:
             image, label = stack[z + int(rng.integers(2))], 0.0
+        if appearance_fraction and rng.random() < appearance_fraction:
+            image = vary_appearance(image, rng)
         image = detector_input(image)
         if rng.random() < 0.5:
             image = image[::-1]
@@ -96,7 +144,7 @@ def train(config: CrossfadeTrainingConfig) -> Path:
     started = time.monotonic()
     history = []
     for step in range(1, config.steps + 1):
-        images, labels = draw_batch(stacks, config.batch, rng, config.contrast)
+        images, labels = draw_batch(stacks, config.batch, rng, config.contrast, config.appearance_fraction)
         loss = F.binary_cross_entropy_with_logits(model(images), labels)
         optimiser.zero_grad()
         loss.backward()
