@@ -92,6 +92,7 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
     """
     run = run or Run(**options)
     run.confidence = None
+    run.notes = []
     chosen = methods.get(method)
     axis = slice_axis(volume) if axis is None else axis
     if axis not in (0, 1, 2):

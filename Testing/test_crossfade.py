@@ -86,9 +86,10 @@ def test_bundled_detector_tells_resampled_validation_stacks_and_flow_falls_back_
 
 
 @pytest.mark.integration
-def test_the_resampling_check_can_be_switched_off_from_the_command_line(data_dir, tmp_path):
+def test_the_resampling_check_can_be_switched_off_from_the_command_line(data_dir, tmp_path, capsys):
     """--no-resampling-check (for anatomy the detector does not know): flow is motion-compensated again
-    on the stack the detector calls re-sampled; the cohort records the option in its identity."""
+    on the stack the detector calls re-sampled, and the run with the check says how to get there; the
+    cohort records the option in its identity."""
     from LatentSRLib.cli import main
     from LatentSRLib.cohort import Options
     frame = read(data_dir / "acdc_fullfov" / "patient001" / "patient001_frame01.nii.gz")
@@ -96,14 +97,34 @@ def test_the_resampling_check_can_be_switched_off_from_the_command_line(data_dir
     blended = frame.with_array(resampled(stack, 0.7)[::2][None],
                                (frame.spacing[0], frame.spacing[1], frame.spacing[2] * 1.4))
     source = write(blended, tmp_path / "blended.nii.gz")
-    outputs = {}
+    outputs, printed = {}, {}
     for flag in ([], ["--no-resampling-check"]):
         out = tmp_path / f"flow{len(flag)}.nii.gz"
         assert main(["super-resolve", str(source), "-o", str(out), "--method", "flow", "--factor", "2",
                      "--quiet", *flag]) == 0
-        outputs[len(flag)] = read(out).array[0]
+        outputs[len(flag)], printed[len(flag)] = read(out).array[0], capsys.readouterr().out
+    assert printed[0].count("note: the cross-fade detector") == 1 and "--no-resampling-check" in printed[0]
+    assert "note:" not in printed[1]
     kept = outputs[0][::2]
     # linear interpolation, up to the float rounding of the pipeline's intensity scaling and back
     np.testing.assert_allclose(outputs[0][1::2], 0.5 * (kept[:-1] + kept[1:]), atol=1e-5)
     assert np.abs(outputs[1][1::2] - outputs[0][1::2]).max() > 0.05
     assert Options("flow", resampling_check=False).identity("", 2)["resampling_check"] is False
+
+
+@pytest.mark.integration
+def test_motion_tells_the_user_once_when_the_detector_sends_frames_to_linear(data_dir):
+    """Both frames of a re-sampled validation stack go to linear: one note, not one per frame; the acquired
+    stack gets none. A new run starts without the last one's notes."""
+    from LatentSRLib.methods.base import RESAMPLED_NOTE, Run
+    from LatentSRLib.pipeline import super_resolve
+    volume = read(data_dir / "acdc_fullfov" / "patient001" / "patient001_frame01.nii.gz")
+    stack = normalise(volume.array[0], clip=True)[0]
+    x, y, z = volume.spacing
+    blended = volume.with_array(np.stack([resampled(stack, 0.7)[::2]] * 2), (x, y, z * 1.4))
+    acquired = volume.with_array(stack[None, ::2], (x, y, z * 2))
+    run = Run(device="cpu")
+    super_resolve(blended, "motion", factor=2, run=run)
+    assert run.notes == [RESAMPLED_NOTE]
+    super_resolve(acquired, "motion", factor=2, run=run)
+    assert run.notes == []

@@ -86,7 +86,7 @@ def main() -> None:
     if args.ablate or args.linear_offset:
         ablate(set(args.ablate), args.linear_offset)
     if args.no_gate:
-        flow.scan_confidence = lambda slices, recreate=None, resampling_check=True: 1.0
+        flow.scan_confidence = lambda slices, recreate=None, resampling_check=True, run=None: 1.0
     rows = []
     for path in find_images(args.paths):
         volume = read(path)

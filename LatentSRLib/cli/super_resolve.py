@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{source} ({describe(volume)}) -> {target} ({describe(result)}), "
           f"{args.method} x{factor}, {time.perf_counter() - started:.1f} s"
           + (f"; confidence (0..1) -> {confidence_target}" if confidence_target is not None else ""))
+    for line in options.notes:
+        print(f"note: {line}")
     return 0
 
 

@@ -52,6 +52,8 @@ class Run:
             calls the Colin27 brain's acquired slices cross-fades) or for stacks known to be acquired.
         confidence: set by the run, not by the caller: None, or where the method trusts itself,
             (T, Z', Y, X) in [0, 1] on the output grid (the pipeline turns it into a Volume).
+        notes: set by the run: what the user should know about the result, one line each, without
+            repeats (e.g. :data:`RESAMPLED_NOTE`); the command line prints them.
     """
 
     device: str = "auto"
@@ -66,6 +68,7 @@ class Run:
     clip: bool | None = None
     resampling_check: bool = True
     confidence: object = None
+    notes: list = dataclasses.field(default_factory=list)
     # Deprecated (one release): the autoencoder-only names of the correction options.
     ae_correction_sigma_mm: dataclasses.InitVar[float | None] = None
     ae_correction_gain: dataclasses.InitVar[float | None] = None
@@ -82,9 +85,21 @@ class Run:
         if self.cancel is not None and self.cancel():
             raise Cancelled("cancelled by the user")
 
+    def note(self, line: str) -> None:
+        """Tell the user ``line`` once, however many frames or stacks give it."""
+        if line not in self.notes:
+            self.notes.append(line)
+
     def report(self, fraction: float) -> None:
         if self.progress is not None:
             self.progress(min(max(float(fraction), 0.0), 1.0))
+
+#: What ``flow`` and ``motion`` tell the user when the cross-fade detector sends a stack (toward) linear.
+RESAMPLED_NOTE = ("the cross-fade detector took this stack (or some of its frames) for one re-sampled along its "
+                  "slice axis, so the result there is (closer to) linear interpolation; if it was acquired as it "
+                  "is, e.g. reconstructed on a finer in-plane grid, switch the check off (--no-resampling-check; "
+                  "in Slicer: Advanced, Check for re-sampled stacks)")
+
 
 class Method:
     """A through-plane upsampling method: subclasses set the attributes and implement ``upsample``.

@@ -57,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..opticalflow import BLANK_STD, FARNEBACK_FINE, candidates, cv2_threads, estimate_flows
-from .base import Method, Run
+from .base import RESAMPLED_NOTE, Method, Run
 
 #: Self-check gain (dB over linear at twice the gap) at and above which a scan is fully trusted.
 SCAN_GAIN_FOR_FULL_TRUST = 0.5
@@ -104,14 +104,18 @@ def self_check_gain(slices: np.ndarray, recreate=_flow_midway) -> float | None:
     return 10.0 * np.log10((linear_error + tiny) / (method_error + tiny))
 
 
-def scan_confidence(slices: np.ndarray, recreate=_flow_midway, resampling_check: bool = True) -> float:
+def scan_confidence(slices: np.ndarray, recreate=_flow_midway, resampling_check: bool = True,
+                     run: Run | None = None) -> float:
     """Trust in a motion-compensated method for this stack: from :func:`self_check_gain` 1 at 0.5 dB
     or more, 0 at or below 0 dB (1 when the stack is too short to check), times the cross-fade
     detector's :func:`~LatentSRLib.synthesize.crossfade.resampling_trust` (0 for a re-sampled stack;
-    1 without ``resampling_check``)."""
+    1 without ``resampling_check``). Where the detector lowers it, ``run`` gets :data:`RESAMPLED_NOTE`
+    for the user (an acquired stack can look re-sampled to it: Resources/Models/crossfade.md, Limits)."""
     from ..synthesize.crossfade import resampling_trust  # torch, loaded when a stack is processed
 
     resampling = resampling_trust(slices) if resampling_check else 1.0
+    if resampling < 1.0 and run is not None:
+        run.note(RESAMPLED_NOTE)
     if resampling == 0.0:
         return 0.0  # linear interpolation: the self-check's flows need not be computed
     gain = self_check_gain(slices, recreate)
@@ -170,7 +174,7 @@ def over_pairs(slices: np.ndarray, factor: int, between, run: Run | None = None,
 def interpolate_stack(slices: np.ndarray, factor: int, run: Run | None = None,
                       done: int = 0, total: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Motion-compensated upsampling of one (Z, Y, X) normalised stack along Z (see :func:`over_pairs`)."""
-    trust = scan_confidence(slices, resampling_check=run is None or run.resampling_check)
+    trust = scan_confidence(slices, resampling_check=run is None or run.resampling_check, run=run)
     return over_pairs(slices, factor, lambda a, b, k: _between(a, b, k, trust), run, done, total)
 
 

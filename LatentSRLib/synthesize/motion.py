@@ -65,7 +65,7 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
         return _refine(model, device, a, b, [0.5], 2 * spacing)[0][0]
 
     for t in range(frames):
-        trust = scan_confidence(array[t], midway, run.resampling_check)
+        trust = scan_confidence(array[t], midway, run.resampling_check, run)
 
         def between(a, b, k, trust=trust):
             if trust == 0.0:
