@@ -295,6 +295,9 @@ def _worker(folder: Path) -> int:
             result, run = super_resolve_with_fallback(volume, method, options["factor"], options["spacing"],
                                                       axis=options["axis"], run=run, notify=notes.append)
             save_volume(folder / f"result_{number}.npz", result)
+            for line in getattr(run, "notes", ()):  # e.g. the cross-fade detector sent a stack to linear
+                if f"{method}: {line}" not in notes:
+                    notes.append(f"{method}: {line}")
             confidence = getattr(run, "confidence", None)
             if confidence is not None:
                 save_volume(folder / f"confidence_{number}.npz", confidence)

@@ -200,16 +200,20 @@ def test_a_method_that_yields_confidence_returns_it(monkeypatch):
 def test_the_resampling_check_reaches_the_background_run():
     """The panel's "Check for re-sampled stacks" switch: the cross-fade detector calls this flat
     synthetic disc re-sampled, so with the check flow falls back to linear interpolation (confidence
-    0), and without it flow follows the disc's motion."""
+    0) and the job says so, and without it flow follows the disc's motion."""
     if "flow" not in pipeline.METHODS:
         pytest.skip("no flow method in this installation")
     yy, xx = np.mgrid[:48, :48].astype(np.float32)
     disc = np.stack([0.1 + 0.8 / (1 + np.exp((np.hypot(xx - 12 - 3 * z, yy - 24) - 8) / 0.8)) for z in range(7)])
     volume = Volume(disc[None].astype(np.float32), (1.4, 1.4, 10.0))
-    results = {}
+    results, notes = {}, {}
     for check in (True, False):
         job = background.start(volume, "flow", factor=2, resampling_check=check)
         results[check] = (job.result(timeout=120)["flow"].array[0], job.confidences["flow"].array[0])
+        notes[check] = job.notes
+    # the panel's status shows the job's notes: the user learns why and where the switch is
+    assert len(notes[True]) == 1 and notes[True][0].startswith("flow: the cross-fade detector")
+    assert "Check for re-sampled stacks" in notes[True][0] and notes[False] == []
     linear = 0.5 * (disc[:-1] + disc[1:])
     np.testing.assert_allclose(results[True][0][1::2], linear, atol=1e-5)
     assert results[True][1][1::2].max() == 0  # acquired slices are exact (1) either way
