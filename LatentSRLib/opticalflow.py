@@ -109,6 +109,13 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
                      cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def agreement(dis: np.ndarray, farneback: np.ndarray) -> np.ndarray:
+    """Per-pixel confidence in [0, 1] from the two estimators' images at the same position: where they
+    differ by d (smoothed over :data:`DISAGREEMENT_SMOOTHING` px), exp(-(d / :data:`DISAGREEMENT_SCALE`)^2)."""
+    disagreement = ndimage.gaussian_filter(np.abs(dis - farneback), DISAGREEMENT_SMOOTHING)
+    return np.exp(-(disagreement / DISAGREEMENT_SCALE) ** 2).astype(np.float32)
+
+
 def candidates(a: np.ndarray, b: np.ndarray, t: float, flows: dict | None = None) -> dict[str, np.ndarray]:
     """The images at position ``t`` in (0, 1) between slices ``a`` (0) and ``b`` (1).
 
@@ -124,8 +131,7 @@ def candidates(a: np.ndarray, b: np.ndarray, t: float, flows: dict | None = None
         out[name + "_a"], out[name + "_b"] = warp(a, t * f_ba), warp(b, (1 - t) * f_ab)
         out[name] = (1 - t) * out[name + "_a"] + t * out[name + "_b"]
     out["flow"] = 0.5 * (out["dis"] + out["farneback"])
-    disagreement = ndimage.gaussian_filter(np.abs(out["dis"] - out["farneback"]), DISAGREEMENT_SMOOTHING)
-    confidence = np.exp(-(disagreement / DISAGREEMENT_SCALE) ** 2).astype(np.float32)
+    confidence = agreement(out["dis"], out["farneback"])
     if a.std() < BLANK_STD or b.std() < BLANK_STD:
         confidence[:] = 0.0
     out["confidence"] = confidence

@@ -26,15 +26,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LatentSRLib.evaluate import CROP, protocol_case  # noqa: E402
 from LatentSRLib.interpolate import shrink_in_plane  # noqa: E402
 from LatentSRLib.metrics import centre_crop, psnr, ssim  # noqa: E402
-from LatentSRLib.opticalflow import (DISAGREEMENT_SCALE, DISAGREEMENT_SMOOTHING, FARNEBACK_FINE,  # noqa: E402
-                                     estimate_flows, warp)
+from LatentSRLib.methods.flow import blend  # noqa: E402
+from LatentSRLib.opticalflow import FARNEBACK_FINE, agreement, estimate_flows, warp  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 
 LAMBDAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -51,10 +50,9 @@ def quadratic_midway(a, b, flows, outer_a, outer_b, strength: float, t: float = 
         from_a = warp(a, t * f_ba + strength * bend_a * t * (1 - t) / 2)
         from_b = warp(b, (1 - t) * f_ab + strength * bend_b * t * (1 - t) / 2)
         blends[name] = (1 - t) * from_a + t * from_b
-    disagreement = ndimage.gaussian_filter(np.abs(blends["dis"] - blends["farneback"]), DISAGREEMENT_SMOOTHING)
-    confidence = np.exp(-(disagreement / DISAGREEMENT_SCALE) ** 2)
-    linear = (1 - t) * a + t * b
-    return linear + confidence * (0.5 * (blends["dis"] + blends["farneback"]) - linear)
+    parts = {"linear": (1 - t) * a + t * b, "flow": 0.5 * (blends["dis"] + blends["farneback"]),
+             "confidence": agreement(blends["dis"], blends["farneback"])}
+    return blend(parts, 1.0)[0]
 
 
 def main() -> None:
