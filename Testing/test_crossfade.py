@@ -46,7 +46,7 @@ def test_training_draws_blends_and_acquired_slices_and_writes_portable_weights(t
 
 
 def test_zero_filling_enlarges_keeping_the_mean_and_the_acquired_frequencies():
-    from LatentSRLib.training.crossfade import zero_fill
+    from LatentSRLib.bandlimit import zero_fill
     y, x = np.mgrid[:30, :24]
     image = 0.5 + 0.3 * np.sin(2 * np.pi * x / 12) * np.cos(2 * np.pi * y / 10)  # band-limited, periodic
     big = zero_fill(image, 2.0)

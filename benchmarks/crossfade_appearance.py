@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from LatentSRLib.intensity import normalise  # noqa: E402
 from LatentSRLib.interpolate import resample_along_slices  # noqa: E402
 from LatentSRLib.synthesize.crossfade import resampling_trust  # noqa: E402
-from LatentSRLib.training.crossfade import zero_fill  # noqa: E402
+from LatentSRLib.bandlimit import zero_fill  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 
 
@@ -40,7 +40,11 @@ def looks(rng: np.random.Generator) -> dict:
         "enlarged 1.25x, bicubic": lambda s: ndimage.zoom(s, (1, 1.25, 1.25), order=3),
         "enlarged 1.5x, bilinear": lambda s: ndimage.zoom(s, (1, 1.5, 1.5), order=1),
         "enlarged 2x, bicubic": lambda s: ndimage.zoom(s, (1, 2, 2), order=3),
+        "enlarged 1.25x, zero-filled": lambda s: np.stack([zero_fill(x, 1.25) for x in s]),
+        "enlarged 1.5x, zero-filled": lambda s: np.stack([zero_fill(x, 1.5) for x in s]),
         "enlarged 2x, zero-filled": lambda s: np.stack([zero_fill(x, 2.0) for x in s]),
+        "enlarged 2x, zero-filled, noise 3 %": lambda s: np.stack([zero_fill(x, 2.0) for x in s])
+        + rng.normal(0, 0.03 * np.percentile(s, 99), (s.shape[0], 2 * s.shape[1], 2 * s.shape[2])),
         "smoothed, 0.7 px": lambda s: ndimage.gaussian_filter(s, (0, 0.7, 0.7)),
         "noise, 3 % of the 99th percentile": lambda s: s + rng.normal(0, 0.03 * np.percentile(s, 99), s.shape),
         "shrunk to 0.75": lambda s: ndimage.zoom(ndimage.gaussian_filter(s, (0, 0.5, 0.5)), (1, 0.75, 0.75), order=1),

@@ -6,7 +6,8 @@ papers' drop-slice protocol, as they are and re-sampled linearly along the slice
 the way some public data sets are distributed (CMRxMotion is): there the truth between two slices is a
 cross-fade, and a motion-aware method must not fall below linear. ``--no-gate`` switches the scan
 self-check off (trust 1 everywhere) to see what it changes, ``--no-resampling-check`` the cross-fade
-detector only. ``--zoom F`` above 1 enlarges each scan in-plane (a finer reconstruction grid). ``--ablate residual`` drops the network's
+detector only. ``--zoom F`` above 1 enlarges each scan in-plane (a finer reconstruction grid, bilinearly),
+``--zero-fill F`` by zero-filling k-space (as scanners reconstruct on a finer grid). ``--ablate residual`` drops the network's
 residual, ``--ablate linear`` takes linear interpolation out of its blend (the other weights renormalised),
 ``--ablate symmetric`` ties each estimator's two one-sided warps into its distance-weighted blend,
 to see what each part contributes (Resources/Models/motion.md, Limits). ``--linear-offset B`` adds B to the
@@ -31,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from LatentSRLib import evaluate  # noqa: E402
+from LatentSRLib.bandlimit import zero_fill  # noqa: E402
 from LatentSRLib.interpolate import resample_along_slices, shrink_in_plane  # noqa: E402
 from LatentSRLib.methods import flow  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
@@ -75,6 +77,8 @@ def main() -> None:
     parser.add_argument("--resample", type=float, help="re-sample each scan to this fraction of its spacing first")
     parser.add_argument("--zoom", type=float, help="shrink each scan in-plane to this fraction first (its slice gaps "
                         "then show the pixel displacements of gaps this fraction as wide)")
+    parser.add_argument("--zero-fill", type=float, help="enlarge each scan in-plane this many times by zero-filling "
+                        "k-space first (a scanner's finer reconstruction grid)")
     parser.add_argument("--no-gate", action="store_true", help="scan self-check off (trust 1)")
     parser.add_argument("--no-resampling-check", dest="resampling_check", action="store_false",
                         help="cross-fade detector off, the self-check on (as the command line's option)")
@@ -97,6 +101,9 @@ def main() -> None:
         if args.zoom:
             volume = volume.with_array(shrink_in_plane(volume.array[0], args.zoom)[None],
                                        (x / args.zoom, y / args.zoom, volume.spacing[2]))
+        if args.zero_fill:
+            volume = volume.with_array(zero_fill(volume.array[0], args.zero_fill)[None],
+                                       (x / args.zero_fill, y / args.zero_fill, volume.spacing[2]))
         rows += evaluate.evaluate_volume(Path(path).name, volume, METHODS, device="cpu",
                                          weights={"motion": args.weights}, resampling_check=args.resampling_check)
     scores = {m: np.array([(r.ssim, min(r.psnr, 60.0)) for r in rows if r.method == m]) for m in METHODS}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..bandlimit import band_limit, to_acquired_grid
 from ..models.crossfade import CrossfadeDetector, detector_input
 from ..opticalflow import BLANK_STD
 from .loading import load_network
@@ -24,7 +25,12 @@ ACQUIRED_SCORE, RESAMPLED_SCORE = 0.2, 0.3
 
 def stack_score(slices: np.ndarray, weights: str | None = None) -> float | None:
     """Mean probability that a slice of the normalised (Z, Y, X) stack is a cross-fade (None: no
-    slice with content). Runs on the CPU: a few slices of 128 x 128 take milliseconds."""
+    slice with content). Runs on the CPU: a few slices of 128 x 128 take milliseconds.
+
+    A stack reconstructed on a finer grid than it was acquired on is looked at on its acquired grid
+    (:mod:`LatentSRLib.bandlimit`): the detector learned ACDC's grids, and takes the smoothness of a
+    zero-filled reconstruction for a cross-fade."""
+    slices = to_acquired_grid(slices, band_limit(slices))
     usable = [s for s in slices if s.std() >= BLANK_STD]
     if not usable:
         return None

@@ -29,6 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import LatentSRError
+from ..bandlimit import zero_fill
 from ..intensity import normalise
 from ..metrics import centre_crop
 from ..models import registry
@@ -72,16 +73,6 @@ def load_stacks(paths: Sequence[str], exclude: Sequence[str] = ()) -> list[np.nd
 #: Ranges of :func:`vary_appearance`: in-plane enlargement, Gaussian smoothing (pixels), noise (of the
 #: normalised range, added to half the varied images).
 ENLARGE_RANGE, SMOOTH_RANGE, NOISE_RANGE = (1.0, 2.5), (0.3, 1.2), (0.0, 0.04)
-
-
-def zero_fill(image: np.ndarray, factor: float) -> np.ndarray:
-    """``image`` enlarged ``factor`` times by zero-filling its spectrum, as a scanner interpolates."""
-    rows, columns = image.shape
-    spectrum = np.fft.fftshift(np.fft.fft2(image))
-    pad_y, pad_x = int(round(rows * factor)) - rows, int(round(columns * factor)) - columns
-    spectrum = np.pad(spectrum, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2)))
-    scale = spectrum.size / image.size  # keeps the mean intensity
-    return (np.abs(np.fft.ifft2(np.fft.ifftshift(spectrum))) * scale).astype(np.float32)
 
 
 def vary_appearance(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
