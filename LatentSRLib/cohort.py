@@ -164,6 +164,7 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
         identity = options.identity(weights_sha256, record.factor)
         if not options.overwrite and is_finished(output, digest, identity):
             record.status = SKIPPED
+            record.notes = list(read_sidecar(output).get("notes", []))
             record.seconds = time.perf_counter() - started
             return record
         if read_sidecar(output) is not None and not options.overwrite:
@@ -181,11 +182,12 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
                            correction_gain=options.correction_gain, clip=options.clip,
                            resampling_check=options.resampling_check)
         result = pipeline.super_resolve(volume, options.method, factor=record.factor, axis=options.axis, run=run)
+        record.notes = list(run.notes)
         write(result, output, overwrite=True, protect=[study.input], tag=f"{options.method} x{record.factor}")
         record.seconds = time.perf_counter() - started
         write_sidecar(output, {"input": study.input, "input_sha256": digest, "options": identity,
                                "factor": record.factor, "seconds": round(record.seconds, 3),
-                               "latentsr": __version__, "device": run.device})
+                               "latentsr": __version__, "device": run.device, "notes": run.notes})
         record.status = DONE
     except Exception as error:  # noqa: BLE001 -- one study's failure must not end the cohort
         record.status, record.error = FAILED, one_line(error)
@@ -287,6 +289,8 @@ def run_super_resolve(paths: Sequence[str | os.PathLike], out: str | os.PathLike
                 if record.status == FAILED:
                     where = "" if record.input in record.error else f"{record.input}: "
                     bar.write(f"failed: {where}{record.error}", file=sys.stderr)
+                for note in record.notes:
+                    bar.write(f"note: {record.input}: {note}")
                 bar.update()
                 bar.set_postfix(counts)
     finally:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 #: manifest.csv columns, in order.
-COLUMNS = ("input", "output", "method", "factor", "weights_sha256", "seconds", "status", "error")
+COLUMNS = ("input", "output", "method", "factor", "weights_sha256", "seconds", "status", "error", "notes")
 #: Study outcomes: written now, skipped (a matching sidecar says it is done), failed, or not run
 #: (the run was interrupted before the study finished).
 DONE, SKIPPED, FAILED, NOT_RUN = "done", "skipped", "failed", "not-run"
@@ -46,10 +46,13 @@ class Record:
     seconds: float = 0.0
     status: str = NOT_RUN
     error: str = ""
+    #: What the method told the user about this study (:attr:`LatentSRLib.methods.base.Run.notes`,
+    #: e.g. that the cross-fade detector sent it to linear interpolation); one cell, joined by " | ".
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def row(self) -> list[str]:
         return [self.input, self.output, self.method, "" if self.factor is None else str(self.factor),
-                self.weights_sha256, f"{self.seconds:.3f}", self.status, self.error]
+                self.weights_sha256, f"{self.seconds:.3f}", self.status, self.error, " | ".join(self.notes)]
 
 
 def input_sha256(path: str | os.PathLike) -> str:

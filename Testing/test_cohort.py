@@ -224,3 +224,27 @@ def test_cli_imports_neither_torch_nor_dask():
             "print([m for m in ('torch', 'dask', 'distributed') if m in sys.modules])")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+@pytest.mark.integration
+def test_a_cohort_records_and_prints_which_studies_the_detector_sent_to_linear(data_dir, tmp_path, capsys):
+    """A validation patient (never a test one) as acquired and re-sampled along z: with flow, the manifest's
+    notes column and a note: line name the re-sampled study only, and a resumed run keeps its note."""
+    from LatentSRLib.intensity import normalise
+    from LatentSRLib.interpolate import resample_along_slices
+    from LatentSRLib.methods.base import RESAMPLED_NOTE
+    volume = read(data_dir / "acdc_fullfov" / "patient001" / "patient001_frame01.nii.gz")
+    stack = normalise(volume.array[0], clip=True)[0]
+    x, y, z = volume.spacing
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    write(volume.with_array(stack[None, ::2], (x, y, 2 * z)), folder / "acquired.nii.gz")
+    write(volume.with_array(resample_along_slices(stack, 0.7)[None, ::2], (x, y, 1.4 * z)), folder / "blended.nii.gz")
+    args = ("super-resolve", folder, "-o", tmp_path / "out", "--method", "flow", "--factor", 2, "--quiet")
+    for status in ("done", "skipped"):
+        assert run_cli(*args) == 0
+        rows = manifest(tmp_path / "out")
+        assert [rows[name]["status"] for name in ("acquired.nii.gz", "blended.nii.gz")] == [status, status]
+        assert rows["blended.nii.gz"]["notes"] == RESAMPLED_NOTE and rows["acquired.nii.gz"]["notes"] == ""
+    printed = capsys.readouterr().out
+    assert f"blended.nii.gz: {RESAMPLED_NOTE}" in printed and "acquired.nii.gz:" not in printed

@@ -3,7 +3,7 @@
 
 Each frame is first given the look of another reconstruction: enlarged in-plane (bilinear, bicubic, or by
 zero-filling k-space, as many scanners reconstruct cines on a finer grid than they acquire), smoothed,
-given noise or shrunk. Then every other slice is kept, as in an evaluation, once as acquired and once
+given noise, another contrast (gamma) or a coil's shading, or shrunk. Then every other slice is kept, as in an evaluation, once as acquired and once
 after a linear re-sampling along z to 0.8 of the spacing. Printed per look: the mean trust (1: acquired,
 0: re-sampled; ``LatentSRLib/synthesize/crossfade.py``) and its minimum over the acquired stacks, and the
 mean trust on the re-sampled ones. An acquired stack should keep trust 1 whatever its look, a
@@ -33,6 +33,12 @@ from LatentSRLib.bandlimit import zero_fill  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 
 
+def shading(shape: tuple) -> np.ndarray:
+    """A smooth multiplicative field from 0.7 to 1.3 across the image (a surface coil's sensitivity)."""
+    y, x = np.mgrid[:shape[1], :shape[2]]
+    return (1.0 + 0.3 * np.cos(np.pi * y / shape[1]) * np.cos(0.5 * np.pi * x / shape[2]))[None].astype(np.float32)
+
+
 def looks(rng: np.random.Generator) -> dict:
     """In-plane transforms of a (Z, Y, X) frame, by name."""
     return {
@@ -46,7 +52,11 @@ def looks(rng: np.random.Generator) -> dict:
         "enlarged 2x, zero-filled, noise 3 %": lambda s: np.stack([zero_fill(x, 2.0) for x in s])
         + rng.normal(0, 0.03 * np.percentile(s, 99), (s.shape[0], 2 * s.shape[1], 2 * s.shape[2])),
         "smoothed, 0.7 px": lambda s: ndimage.gaussian_filter(s, (0, 0.7, 0.7)),
+        "noise, 1.5 % of the 99th percentile": lambda s: s + rng.normal(0, 0.015 * np.percentile(s, 99), s.shape),
         "noise, 3 % of the 99th percentile": lambda s: s + rng.normal(0, 0.03 * np.percentile(s, 99), s.shape),
+        "contrast, gamma 0.7": lambda s: np.maximum(s, 0) ** 0.7,
+        "contrast, gamma 1.5": lambda s: np.maximum(s, 0) ** 1.5,
+        "coil shading, +-30 % across the image": lambda s: s * shading(s.shape),
         "shrunk to 0.75": lambda s: ndimage.zoom(ndimage.gaussian_filter(s, (0, 0.5, 0.5)), (1, 0.75, 0.75), order=1),
     }
 

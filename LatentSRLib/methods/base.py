@@ -99,7 +99,7 @@ class Run:
 #: What ``flow`` and ``motion`` tell the user when the cross-fade detector sends a stack (toward) linear.
 RESAMPLED_NOTE = ("the cross-fade detector took this stack (or some of its frames) for one re-sampled along its "
                   "slice axis, so the result there is (closer to) linear interpolation; if it was acquired as it "
-                  "is, e.g. reconstructed on a finer in-plane grid, switch the check off (--no-resampling-check; "
+                  "is, e.g. enlarged in-plane by smooth interpolation, switch the check off (--no-resampling-check; "
                   "in Slicer: Advanced, Check for re-sampled stacks)")
 
 
