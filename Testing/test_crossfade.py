@@ -70,6 +70,23 @@ def test_appearance_variation_enlarges_or_smooths_and_keeps_the_range():
     assert images.shape == (16, 1, CROP, CROP) and bool((images >= 0).all() and (images <= 1).all())
 
 
+def test_gamma_variation_changes_the_contrast_curve_before_blending():
+    """With gamma_fraction 1 every example is made of slices raised to one power in GAMMA_RANGE: a flat
+    slice of 0.25 becomes 0.25 ** gamma, and a blend of 0.25 and 1 lies between the two changed slices."""
+    from LatentSRLib.training.crossfade import GAMMA_RANGE, draw_batch
+    stack = np.stack([np.full((CROP, CROP), 0.25, np.float32), np.ones((CROP, CROP), np.float32)])
+    plain, plain_labels = draw_batch([stack], 64, np.random.default_rng(3), (1.0, 1.0))
+    varied, labels = draw_batch([stack], 64, np.random.default_rng(3), (1.0, 1.0), gamma_fraction=1.0)
+    low, high = 0.25 ** GAMMA_RANGE[1], 0.25 ** GAMMA_RANGE[0]
+    acquired_dark = varied[(labels == 0)][:, 0].amax(dim=(1, 2)) < 0.99
+    values = varied[labels == 0][acquired_dark][:, 0, 0, 0]
+    assert len(values) > 5 and bool(((values >= low - 1e-6) & (values <= high + 1e-6)).all())
+    assert float(values.std()) > 0.02  # gamma varies between examples
+    assert set(np.unique(plain[plain_labels == 0][:, 0, 0, 0].numpy()).round(4)) <= {0.25, 1.0}
+    blends = varied[labels == 1][:, 0, 0, 0]
+    assert bool(((blends > low) & (blends < 1.0)).all())
+
+
 @pytest.mark.integration
 def test_bundled_detector_tells_resampled_validation_stacks_and_flow_falls_back_to_linear(data_dir):
     """A validation patient (never a test one): acquired, every other slice kept, flow is trusted; the

@@ -49,8 +49,10 @@ def p_value(mine: dict, theirs: dict, k: int) -> tuple[float, float]:
     keys = sorted(set(mine) & set(theirs))
     a = np.array([mine[key][k] for key in keys])
     b = np.array([theirs[key][k] for key in keys])
-    if len(keys) == 0 or not np.any(a != b):
+    if len(keys) == 0:
         return float("nan"), float("nan")
+    if not np.any(a != b):  # the same scores on every slice (e.g. flow at linear on re-sampled stacks)
+        return 0.0, float("nan")
     return float(np.mean(a - b)), float(wilcoxon(a, b, alternative="greater").pvalue)
 
 
@@ -79,7 +81,8 @@ def main() -> None:
                         cells.append("")
                         continue
                     difference, p = p_value(scores[method], scores[reference], k)
-                    cells.append(f"{difference:+.{digits}f} ({fmt_p(p)})")
+                    same = difference == 0.0 and not np.isfinite(p)
+                    cells.append("identical" if same else f"{difference:+.{digits}f} ({fmt_p(p)})")
             print("| " + " | ".join(cells) + " |")
 
 

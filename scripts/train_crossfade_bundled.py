@@ -27,6 +27,8 @@ def main():
     parser.add_argument("--init", help="continue from these weights")
     parser.add_argument("--appearance-fraction", type=float, default=0.0,
                         help="share of examples given another scanner's look (enlarged, smoothed, noisy)")
+    parser.add_argument("--gamma-fraction", type=float, default=0.0,
+                        help="share of examples made from slices with another contrast curve (intensity ** gamma)")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
@@ -34,7 +36,8 @@ def main():
     training = everyone - TEST - VALIDATION
     config = CrossfadeTrainingConfig(out=args.out, scans=patient_folders(training), steps=args.steps,
                                      threads=args.threads, seed=args.seed, init=args.init,
-                                     appearance_fraction=args.appearance_fraction, learning_rate=args.learning_rate,
+                                     appearance_fraction=args.appearance_fraction,
+                                     gamma_fraction=args.gamma_fraction, learning_rate=args.learning_rate,
                                      batch=args.batch)
     print(f"training patients: {len(training)}")
     print(f"weights written to {train(config)}")

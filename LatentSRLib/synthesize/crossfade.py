@@ -19,8 +19,9 @@ from ..opticalflow import BLANK_STD
 from .loading import load_network
 
 #: Stack scores at and below which a stack counts as acquired (trust 1), and at and above which as
-#: re-sampled (trust 0); linear in between. Chosen on validation patients (module docstring).
-ACQUIRED_SCORE, RESAMPLED_SCORE = 0.2, 0.3
+#: re-sampled (trust 0); linear in between. They belong to the bundled file: chosen on validation patients
+#: in the gap between its acquired and re-sampled stacks' scores (Resources/Models/crossfade.md).
+ACQUIRED_SCORE, RESAMPLED_SCORE = 0.12, 0.2
 
 
 def stack_score(slices: np.ndarray, weights: str | None = None) -> float | None:
