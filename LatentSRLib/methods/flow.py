@@ -35,8 +35,8 @@ Where motion cannot be trusted the result moves toward linear interpolation, wit
   linear interpolation: there the truth between two slices is a cross-fade that no motion explains
   (on validation scans re-sampled to 0.8 of their spacing, flow without this gate loses 0.088 SSIM to
   linear; with it, +0.0025). The self-check cannot see it: a re-sampled stack re-creates its own
-  slices with flow as well as an acquired one does. The detector costs 0.008 SSIM on acquired
-  validation scans, where it distrusts a few stacks (Resources/Models/crossfade.md).
+  slices with flow as well as an acquired one does. The current detector trusts every acquired
+  validation stack fully (the first one cost 0.008 SSIM there; Resources/Models/crossfade.md).
 
 Forward-backward consistency was measured as occlusion weights between the two warps and as a
 confidence (``benchmarks/flow_design.py``, with and without ``--resample 0.8``). The weights changed
