@@ -340,4 +340,4 @@ def run_evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out
                 raise error if isinstance(error, LatentSRError) else LatentSRError(f"{files[i]}: {one_line(error)}")
             parts[i] = part
             bar.update()
-    return ev.summarise_files(parts, methods, out, keep_every, dataset, weights)
+    return ev.summarise_files(parts, methods, out, keep_every, dataset, weights, resampling_check)

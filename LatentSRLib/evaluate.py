@@ -313,11 +313,11 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
         parts.append(evaluate_file(path, methods, keep_every, device, weights, correction_sigma_mm, correction_gain,
                                    figure=out / "comparison.png" if first_figure else None, dataset=dataset,
                                    resampling_check=resampling_check))
-    return summarise_files(parts, methods, out, keep_every, dataset, weights)
+    return summarise_files(parts, methods, out, keep_every, dataset, weights, resampling_check)
 
 
 def summarise_files(parts: Sequence[FileResult], methods: Sequence[str], out: Path, keep_every: int, dataset: str,
-                    weights: dict[str, str] | None) -> Summary:
+                    weights: dict[str, str] | None, resampling_check: bool = True) -> Summary:
     """Merge the per-file results (in file order) and write the summary; used by :func:`evaluate` and by
     the cohort run (:mod:`LatentSRLib.cohort`), which computes the parts on a cluster.
 
@@ -338,7 +338,7 @@ def summarise_files(parts: Sequence[FileResult], methods: Sequence[str], out: Pa
                             f"with the {keep_every + 1} slices it drops one from")
     summary = summarise(total.rows, methods, out, keep_every=keep_every, volumes=total.volumes,
                         skipped=total.skipped, dataset=dataset, excluded=total.excluded, rule=CONTENT_RULE,
-                        weights=weights, crop=CROP)
+                        weights=weights, crop=CROP, resampling_check=resampling_check)
     summary.figure_path = total.figure
     return summary
 
@@ -346,7 +346,7 @@ def summarise_files(parts: Sequence[FileResult], methods: Sequence[str], out: Pa
 def summarise(rows: Sequence[Row], methods: Sequence[str], out_dir: str | os.PathLike, keep_every: int = 2,
               volumes: Sequence[str] | None = None, skipped: Sequence[str] = (), *, dataset: str = "",
               excluded: int = 0, rule: str = "", weights: dict[str, str] | None = None,
-              crop: int = 128) -> Summary:
+              crop: int = 128, resampling_check: bool = True) -> Summary:
     """Statistics, Wilcoxon tests and the output files for rows of the protocol.
 
     Writes ``out_dir``/metrics.csv, summary.md and boxplots.png (``out_dir`` is created).
@@ -361,7 +361,7 @@ def summarise(rows: Sequence[Row], methods: Sequence[str], out_dir: str | os.Pat
     stats = {m: method_stats(rows, m) for m in methods}
     tests = comparisons(rows, methods)
     text = markdown(stats, tests, volumes, list(skipped), keep_every, len(rows), dataset=dataset,
-                    excluded=excluded, rule=rule, weights=weights_used(methods, weights), crop=crop)
+                    excluded=excluded, rule=rule, weights=weights_used(methods, weights, resampling_check), crop=crop)
     csv_path = write_csv(rows, out_dir / "metrics.csv")
     summary_path = out_dir / "summary.md"
     summary_path.write_text(text)

@@ -157,24 +157,29 @@ def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
 
 
-def weights_used(methods: Sequence[str], weights: dict[str, str] | None) -> list[tuple[str, str, str, str]]:
-    """(method, weights name, file, sha256) for each learned method, as the methods will load them."""
-    learned = [m for m in methods if m in pipeline.WEIGHTS_KIND]
-    if not learned:
+def weights_used(methods: Sequence[str], weights: dict[str, str] | None,
+                 resampling_check: bool = True) -> list[tuple[str, str, str, str]]:
+    """(method, weights name, file, sha256) for each learned method, as the methods will load them, and,
+    with ``resampling_check``, the cross-fade detector for each method that asks it."""
+    wanted = [(m, pipeline.WEIGHTS_KIND[m]) for m in methods if m in pipeline.WEIGHTS_KIND]
+    if resampling_check:
+        wanted += [(m, "crossfade") for m in methods
+                   if m in pipeline.METHODS and pipeline.METHODS[m].asks_crossfade_detector]
+    if not wanted:
         return []
     from .models import registry  # imports torch: only when a learned method is listed
 
     out = []
-    for method in learned:
-        kind = pipeline.WEIGHTS_KIND[method]
-        given = (weights or {}).get(method) or (weights or {}).get(kind)
+    for method, kind in wanted:
+        given = None if kind == "crossfade" else (weights or {}).get(method) or (weights or {}).get(kind)
         try:
             name = given or registry.default_weights(kind)
             path, _ = registry.resolve(name, kind)
         except LatentSRError as error:  # rows given to summarise() without the weights at hand
             out.append((method, str(given or "default"), "", f"not found: {error}"))
             continue
-        out.append((method, str(name), str(path), registry.sha256(path) if Path(path).exists() else "missing"))
+        shown = f"re-sampling check: {name}" if kind == "crossfade" else str(name)
+        out.append((method, shown, str(path), registry.sha256(path) if Path(path).exists() else "missing"))
     return out
 
 

@@ -246,3 +246,18 @@ def test_a_segmentation_named_explicitly_is_skipped_and_said_so(tiny_folder, tmp
     assert "Skipped: scan_gt (a label map)." in (tmp_path / "out" / "summary.md").read_text()
     with pytest.raises(LatentSRError, match=r"nothing to score: skipped scan_gt \(a label map\)"):
         evaluate([mask], CONVENTIONAL, tmp_path / "out2", progress=False)
+
+
+def test_the_summary_names_the_crossfade_detector_that_flow_and_motion_asked(tmp_path):
+    """flow's and motion's results depend on the bundled cross-fade detector too: summary.md names it with
+    its sha256 when the check was on, and not when it was off (nor for methods that do not ask it)."""
+    from LatentSRLib.evaluate import Row
+    from LatentSRLib.models import registry
+    rng = np.random.default_rng(2)
+    rows = [Row("v", j, method, *rng.random(3)) for j in range(6) for method in ("linear", "flow")]
+    path, _ = registry.resolve(registry.default_weights("crossfade"), "crossfade")
+    text = summarise(rows, ["linear", "flow"], tmp_path / "on").markdown
+    assert f"| Flow | re-sampling check: crossfade-acdc (`crossfade.pt`) | `{registry.sha256(path)}` |" in text
+    text = summarise(rows, ["linear", "flow"], tmp_path / "off", resampling_check=False).markdown
+    assert "crossfade" not in text
+    assert "crossfade" not in summarise(rows[::2], ["linear"], tmp_path / "linear").markdown

@@ -114,6 +114,8 @@ class Method:
         normalised: whether it works on percentile-normalised intensities (else the input's units).
         description: one line for help texts.
         gives_confidence: whether ``upsample`` sets ``run.confidence``.
+        asks_crossfade_detector: whether it falls back to linear on stacks the bundled cross-fade detector
+            calls re-sampled (``run.resampling_check``), so its results depend on that file too.
         requirements: (pip requirement, importable module) pairs it needs beyond the library's own
             (installed on first use in Slicer).
     """
@@ -125,6 +127,7 @@ class Method:
     normalised: bool = False
     description: str = ""
     gives_confidence: bool = False
+    asks_crossfade_detector: bool = False
     requirements: tuple[tuple[str, str], ...] = ()
 
     @property

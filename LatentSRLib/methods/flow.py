@@ -184,6 +184,7 @@ class MotionCompensated(Method):
     kind = "conventional"
     normalised = True  # optical flow works on 8-bit images of the normalised intensities
     gives_confidence = True
+    asks_crossfade_detector = True
     requirements = (("opencv-python-headless", "cv2"),)
     description = "motion-compensated interpolation along optical flow (OpenCV DIS + Farneback)"
 

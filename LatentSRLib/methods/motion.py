@@ -21,6 +21,7 @@ class MotionAware(Method):
     weights_kind = "motion"
     normalised = True
     gives_confidence = True
+    asks_crossfade_detector = True
     requirements = (("torch", "torch"), ("opencv-python-headless", "cv2"))
     description = "learned per-pixel blend of flow-warped neighbours, falls back to linear where motion fails"
 
