@@ -11,7 +11,7 @@ zero-filling.
 Written here because no imaging library estimates a reconstruction's zero-filling: the estimate is the
 largest step down of the stack's mean power spectrum along each axis (a k-space edge), which a natural
 image's smoothly falling spectrum does not have (measured on the ACDC training and validation stacks:
-``benchmarks/crossfade_appearance.py``, Resources/Models/crossfade.md). Smooth enlargements (bilinear,
+``benchmarks/bandlimit_validation.py``, Resources/Models/crossfade.md). Smooth enlargements (bilinear,
 bicubic) leave no cliff and are not found.
 """
 
@@ -31,8 +31,9 @@ BAND = 0.025
 HIGHEST_EDGE = 0.435
 #: An edge is a fall of the mean log10 power by at least EDGE_DROP from the band below it to the band
 #: above it, with no frequency above it coming back within RECOVERY of the band below. On the ACDC
-#: validation stacks (every other slice): acquired ones fall at most 0.38 over such a step, bicubic and
-#: bilinear enlargements up to 1.0, zero-filled ones (1.25x to 2x) at least 1.3.
+#: validation stacks (every other slice): acquired ones fall at most 0.45 over such a step, bicubic and
+#: bilinear enlargements up to 0.99, zero-filled ones (1.25x to 2.5x) at least 1.51
+#: (``benchmarks/bandlimit_validation.py``).
 EDGE_DROP, RECOVERY = 1.15, 0.8
 
 
