@@ -29,6 +29,8 @@ BAND = 0.025
 #: Highest candidate edge: an edge closer to the Nyquist frequency (a finer grid by less than 1.15x)
 #: changes too little to matter and leaves too few frequencies above it to see.
 HIGHEST_EDGE = 0.435
+#: The candidate edges (cycles per pixel).
+EDGES = FREQUENCIES[(FREQUENCIES >= 0.1) & (FREQUENCIES <= HIGHEST_EDGE)]
 #: An edge is a fall of the mean log10 power by at least EDGE_DROP from the band below it to the band
 #: above it, with no frequency above it coming back within RECOVERY of the band below. On the ACDC
 #: validation stacks (every other slice): acquired ones fall at most 0.45 over such a step, bicubic and
@@ -58,13 +60,19 @@ def _axis_spectra(slices: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return np.log10(power_y / used + tiny), np.log10(power_x / used + tiny)
 
 
+def band_levels(log_power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(below, above): for each candidate edge of :data:`EDGES`, the mean of ``log_power`` (at
+    :data:`FREQUENCIES`) over the band just below it and over the band just above it."""
+    below = np.array([log_power[(FREQUENCIES >= edge - BAND) & (FREQUENCIES < edge)].mean() for edge in EDGES])
+    above = np.array([log_power[(FREQUENCIES > edge) & (FREQUENCIES <= edge + BAND)].mean() for edge in EDGES])
+    return below, above
+
+
 def _edge(log_power: np.ndarray) -> float:
     """The fraction of the Nyquist frequency at which ``log_power`` (at :data:`FREQUENCIES`) falls off a
     cliff, or 1.0 where it does not."""
     best, best_drop = 1.0, EDGE_DROP
-    for edge in FREQUENCIES[(FREQUENCIES >= 0.1) & (FREQUENCIES <= HIGHEST_EDGE)]:
-        below = log_power[(FREQUENCIES >= edge - BAND) & (FREQUENCIES < edge)].mean()
-        above = log_power[(FREQUENCIES > edge) & (FREQUENCIES <= edge + BAND)].mean()
+    for edge, below, above in zip(EDGES, *band_levels(log_power)):
         drop = below - above
         if drop >= best_drop and log_power[FREQUENCIES > edge].max() <= below - RECOVERY:
             best, best_drop = _half_way_down(log_power, edge, below - np.log10(2.0)) / 0.5, drop

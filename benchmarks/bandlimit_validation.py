@@ -28,7 +28,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from LatentSRLib.bandlimit import BAND, FREQUENCIES, HIGHEST_EDGE, _axis_spectra, band_limit, zero_fill  # noqa: E402
+from LatentSRLib.bandlimit import _axis_spectra, band_levels, band_limit, zero_fill  # noqa: E402
 from LatentSRLib.intensity import normalise  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 from train_motion_bundled import TEST, VALIDATION  # noqa: E402  (the one place that names them)
@@ -38,13 +38,7 @@ FACTORS = (1.25, 1.5, 2.0, 2.5)
 
 def largest_fall(stack: np.ndarray) -> float:
     """The largest fall over two adjacent bands, over both axes (what band_limit compares with EDGE_DROP)."""
-    falls = []
-    for log_power in _axis_spectra(stack):
-        for edge in FREQUENCIES[(FREQUENCIES >= 0.1) & (FREQUENCIES <= HIGHEST_EDGE)]:
-            below = log_power[(FREQUENCIES >= edge - BAND) & (FREQUENCIES < edge)].mean()
-            above = log_power[(FREQUENCIES > edge) & (FREQUENCIES <= edge + BAND)].mean()
-            falls.append(below - above)
-    return float(max(falls))
+    return float(max((below - above).max() for below, above in map(band_levels, _axis_spectra(stack))))
 
 
 def stacks(folder: Path, patients) -> list[np.ndarray]:

@@ -41,19 +41,21 @@ def shading(shape: tuple) -> np.ndarray:
 
 def looks(rng: np.random.Generator) -> dict:
     """In-plane transforms of a (Z, Y, X) frame, by name."""
+    def noisy(image: np.ndarray, sigma: float) -> np.ndarray:
+        return image + rng.normal(0, sigma, image.shape)
+
     return {
         "as acquired": lambda s: s,
         "enlarged 1.25x, bicubic": lambda s: ndimage.zoom(s, (1, 1.25, 1.25), order=3),
         "enlarged 1.5x, bilinear": lambda s: ndimage.zoom(s, (1, 1.5, 1.5), order=1),
         "enlarged 2x, bicubic": lambda s: ndimage.zoom(s, (1, 2, 2), order=3),
-        "enlarged 1.25x, zero-filled": lambda s: np.stack([zero_fill(x, 1.25) for x in s]),
-        "enlarged 1.5x, zero-filled": lambda s: np.stack([zero_fill(x, 1.5) for x in s]),
-        "enlarged 2x, zero-filled": lambda s: np.stack([zero_fill(x, 2.0) for x in s]),
-        "enlarged 2x, zero-filled, noise 3 %": lambda s: np.stack([zero_fill(x, 2.0) for x in s])
-        + rng.normal(0, 0.03 * np.percentile(s, 99), (s.shape[0], 2 * s.shape[1], 2 * s.shape[2])),
+        "enlarged 1.25x, zero-filled": lambda s: zero_fill(s, 1.25),
+        "enlarged 1.5x, zero-filled": lambda s: zero_fill(s, 1.5),
+        "enlarged 2x, zero-filled": lambda s: zero_fill(s, 2.0),
+        "enlarged 2x, zero-filled, noise 3 %": lambda s: noisy(zero_fill(s, 2.0), 0.03 * np.percentile(s, 99)),
         "smoothed, 0.7 px": lambda s: ndimage.gaussian_filter(s, (0, 0.7, 0.7)),
-        "noise, 1.5 % of the 99th percentile": lambda s: s + rng.normal(0, 0.015 * np.percentile(s, 99), s.shape),
-        "noise, 3 % of the 99th percentile": lambda s: s + rng.normal(0, 0.03 * np.percentile(s, 99), s.shape),
+        "noise, 1.5 % of the 99th percentile": lambda s: noisy(s, 0.015 * np.percentile(s, 99)),
+        "noise, 3 % of the 99th percentile": lambda s: noisy(s, 0.03 * np.percentile(s, 99)),
         "contrast, gamma 0.7": lambda s: np.maximum(s, 0) ** 0.7,
         "contrast, gamma 1.5": lambda s: np.maximum(s, 0) ** 1.5,
         "coil shading, +-30 % across the image": lambda s: s * shading(s.shape),
