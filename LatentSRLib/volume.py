@@ -2,9 +2,10 @@
 
 A :class:`Volume` is a float32 array shaped (T, Z, Y, X) plus the 3D geometry of one frame in ITK
 conventions (LPS, spacing/origin in mm, direction columns = axis directions). 3D images have T=1.
-Files are read and written with SimpleITK: NIfTI, NRRD, MHA/MHD and DICOM series; 4D files keep
-time as their last axis. Reading refuses what cannot be read whole (:mod:`.readers`: truncated
-files, NaN/Inf samples, zero or NaN spacing); writing is exclusive and atomic (:mod:`.atomic`).
+Files are read and written with SimpleITK: NIfTI, NRRD, MHA/MHD, and read from DICOM folders (a 3D
+series or a cine, :mod:`.dicom`); 4D files keep time as their last axis. Reading refuses what cannot
+be read whole (:mod:`.readers`: truncated files, NaN/Inf samples, zero or NaN spacing); writing is
+exclusive and atomic (:mod:`.atomic`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from . import LatentSRError, __version__, atomic, readers
+from . import LatentSRError, __version__, atomic, dicom, readers
 from .intensity import label_values
 
 #: File name endings we can write (and read, along with DICOM folders).
@@ -135,24 +136,15 @@ def read(path: str | os.PathLike) -> Volume:
 
     Raises:
         LatentSRError: the path is missing, unreadable, truncated, not 3D/4D, multi-component, has
-            NaN/Inf samples, or a zero, NaN or infinite voxel spacing.
+            NaN/Inf samples, or a zero, NaN or infinite voxel spacing; a DICOM folder that is not one
+            evenly spaced stack or one complete cine (see :func:`.dicom.read_folder`).
     """
     path = Path(path)
     if not path.exists():
         raise LatentSRError(f"no such file or folder: {path}")
     try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise LatentSRError(f"{path} is a folder without a DICOM series")
-            if len(series) > 1:  # silently taking the first would process the wrong scan
-                counts = ", ".join(f"{len(reader.GetGDCMSeriesFileNames(str(path), uid))} files"
-                                   for uid in series[:5])
-                raise LatentSRError(f"{path} holds {len(series)} DICOM series ({counts}"
-                                    f"{', ...' if len(series) > 5 else ''}): put each in a folder of its own")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            volume = from_sitk(reader.Execute(), source=str(path))
+        if path.is_dir():  # a 3D series or a cine, one series or one per slice position
+            volume = from_sitk(dicom.read_folder(path), source=str(path))
         elif readers.is_nifti(path):
             array, header = readers.read_nifti(path)
             volume = _from_parts(array, header.GetDimension(), header.GetSpacing(), header.GetOrigin(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import os
 import subprocess
 import sys
@@ -42,18 +43,34 @@ def test_4d_round_trip_keeps_time_last(tmp_path):
 def write_dicom_series(folder, volume: Volume, series_uid: str = "1.2.826.0.1.3680043.2.1125.1") -> None:
     """One DICOM file a slice, with the geometry tags GDCM orders a series by."""
     image = to_sitk(volume)
+    for k in range(image.GetDepth()):
+        write_dicom_slice(folder / f"{series_uid[-1]}_{k:03d}.dcm", image, k,
+                          {"0020|0013": str(k), "0020|000e": series_uid})
+
+
+def write_dicom_slice(file, image: sitk.Image, k: int, tags: dict[str, str]) -> None:
+    """Slice ``k`` of a 3D image as one DICOM file: its position, orientation and pixel size in the
+    geometry tags, plus ``tags`` (series UID, instance number, trigger time...)."""
+    s = image[:, :, k]
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    s.SetMetaData("0020|0032", _decimals(image.TransformIndexToPhysicalPoint((0, 0, k))))
+    s.SetMetaData("0020|0037", _decimals(direction[:, 0].tolist() + direction[:, 1].tolist()))
+    s.SetMetaData("0028|0030", f"{image.GetSpacing()[1]}\\{image.GetSpacing()[0]}")
+    for tag, value in tags.items():
+        s.SetMetaData(tag, value)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    for k in range(image.GetDepth()):
-        s = image[:, :, k]
-        s.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k)))))
-        s.SetMetaData("0020|0037", "\\".join(map(str, volume.direction[:, 0].tolist()
-                                                  + volume.direction[:, 1].tolist())))
-        s.SetMetaData("0020|0013", str(k))
-        s.SetMetaData("0020|000e", series_uid)
-        s.SetMetaData("0028|0030", f"{volume.spacing[1]}\\{volume.spacing[0]}")
-        writer.SetFileName(str(folder / f"{series_uid[-1]}_{k:03d}.dcm"))
+    writer.SetFileName(str(file))
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
         writer.Execute(s)
+    finally:  # GDCM's writer sets the process locale to "C": later tests would read text as ASCII
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _decimals(values) -> str:
+    # A DICOM decimal string holds at most 16 characters (GDCM rewrites longer ones in some files).
+    return "\\".join(f"{v:.12g}" for v in values)
 
 
 def test_dicom_series_is_read_from_a_folder(tmp_path, oblique_volume):

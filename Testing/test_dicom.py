@@ -1,0 +1,129 @@
+"""DICOM folders: a 3D series, or a cine as one series or one series per slice position, read with
+exact geometry; what cannot be one evenly spaced stack is refused with one line naming it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from LatentSRLib import LatentSRError
+from LatentSRLib.cli import main
+from LatentSRLib.volume import Volume, read, to_sitk
+from test_volume import write_dicom_series, write_dicom_slice
+
+SERIES = "1.2.826.0.1.3680043.2.1125.7"
+PHASES, POSITIONS = 4, 3
+TRIGGER_STEP_MS, FIRST_TRIGGER_MS = 45.0, 12.0
+
+
+@pytest.fixture
+def cine(oblique_volume) -> Volume:
+    """4 phases x 3 slice positions, every (phase, position) with its own int16 samples."""
+    rng = np.random.default_rng(3)
+    array = rng.integers(-500, 3000, size=(PHASES, POSITIONS, 20, 24)).astype(np.float32)
+    return Volume(array, oblique_volume.spacing, oblique_volume.origin, oblique_volume.direction, np.int16,
+                  time_spacing=TRIGGER_STEP_MS / 1000, time_origin=FIRST_TRIGGER_MS / 1000, is_4d=True)
+
+
+def write_cine(folder, cine: Volume, one_series_per_position: bool = False, tags=None, skip=None) -> None:
+    """Every (phase, position) image but ``skip`` as a file, in a shuffled order of names and
+    instance numbers. ``tags(t, z)`` gives the phase tags of an image (default: its trigger time).
+    """
+    tags = tags or (lambda t, z: {"0018|1060": str(FIRST_TRIGGER_MS + t * TRIGGER_STEP_MS)})
+    frames = [to_sitk(Volume(cine.array[t], cine.spacing, cine.origin, cine.direction, cine.pixel_type))
+              for t in range(cine.n_frames)]
+    order = np.random.default_rng(5).permutation([(t, z) for t in range(cine.n_frames) for z in range(cine.n_slices)])
+    for number, (t, z) in enumerate(order.tolist()):
+        if (t, z) == skip:
+            continue
+        uid = f"{SERIES}.{z + 1}" if one_series_per_position else SERIES
+        write_dicom_slice(folder / f"im{number:03d}.dcm", frames[t], z,
+                          {"0020|000e": uid, "0020|0013": str(number + 1), **tags(t, z)})
+
+
+def assert_same(a: Volume, b: Volume) -> None:
+    np.testing.assert_array_equal(a.array, b.array)
+    assert (a.spacing, a.origin, a.pixel_type) == (b.spacing, b.origin, b.pixel_type)
+    np.testing.assert_array_equal(a.direction, b.direction)
+    assert (a.is_4d, a.time_spacing, a.time_origin) == (b.is_4d, b.time_spacing, b.time_origin)
+
+
+def test_a_single_series_cine_is_read_as_4d_with_exact_geometry(tmp_path, cine):
+    write_cine(tmp_path, cine)
+    back = read(tmp_path)
+    assert back.is_4d and back.array.shape == (PHASES, POSITIONS, 20, 24)
+    np.testing.assert_array_equal(back.array, cine.array)  # every voxel at its (phase, position)
+    assert back.pixel_type == np.int16
+    assert back.spacing == pytest.approx(cine.spacing, abs=1e-9)  # z: the 8 mm between positions
+    np.testing.assert_allclose(back.origin, cine.origin, atol=1e-9)
+    np.testing.assert_allclose(back.direction, cine.direction, atol=1e-9)
+    assert back.time_spacing == pytest.approx(TRIGGER_STEP_MS / 1000)
+    assert back.time_origin == pytest.approx(FIRST_TRIGGER_MS / 1000)
+    # Each frame has exactly the geometry ITK gives the same slices read as a 3D series.
+    one_phase = tmp_path / "phase0"
+    one_phase.mkdir()
+    write_dicom_series(one_phase, Volume(cine.array[0], cine.spacing, cine.origin, cine.direction, np.int16))
+    frame = read(one_phase)
+    assert (frame.spacing, frame.origin) == (back.spacing, back.origin)
+    np.testing.assert_array_equal(frame.direction, back.direction)
+
+
+def test_one_series_per_slice_position_reads_as_the_same_cine(tmp_path, cine):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "split").mkdir()
+    write_cine(tmp_path / "one", cine)
+    write_cine(tmp_path / "split", cine, one_series_per_position=True)
+    assert_same(read(tmp_path / "split"), read(tmp_path / "one"))
+
+
+def test_phases_are_ordered_by_temporal_position_without_trigger_times(tmp_path, cine):
+    write_cine(tmp_path, cine, tags=lambda t, z: {"0020|0100": str(t + 1)})
+    back = read(tmp_path)
+    np.testing.assert_array_equal(back.array, cine.array)
+    assert (back.time_spacing, back.time_origin) == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one series", "series per position"])
+def test_an_incomplete_cine_is_refused_naming_the_counts(tmp_path, cine, split):
+    write_cine(tmp_path, cine, one_series_per_position=split, skip=(3, 2))  # the last phase of the last position
+    with pytest.raises(LatentSRError, match="an incomplete cine: slice positions hold 4, 4 and 3 images"):
+        read(tmp_path)
+
+
+def test_phases_that_cannot_be_told_apart_are_refused(tmp_path, cine):
+    write_cine(tmp_path, cine, tags=lambda t, z: {"0020|0013": str(z + 1)})  # no trigger time, no phase number
+    with pytest.raises(LatentSRError, match="cannot tell the cardiac phases of a slice position apart"):
+        read(tmp_path)
+
+
+def test_a_missing_slice_in_a_3d_series_is_refused_naming_the_gaps(tmp_path, oblique_volume):
+    write_dicom_series(tmp_path, oblique_volume)
+    (tmp_path / "1_002.dcm").unlink()
+    with pytest.raises(LatentSRError, match=r"not evenly spaced \(gaps of 8 mm x3, 16 mm x1\)") as error:
+        read(tmp_path)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def test_mixed_orientations_in_a_series_are_refused(tmp_path, oblique_volume):
+    write_dicom_series(tmp_path, oblique_volume)
+    tilted = to_sitk(Volume(oblique_volume.array, oblique_volume.spacing, oblique_volume.origin, np.eye(3), np.int16))
+    write_dicom_slice(tmp_path / "1_003.dcm", tilted, 3, {"0020|0013": "3", "0020|000e": "1.2.826.0.1.3680043.2.1125.1"})
+    with pytest.raises(LatentSRError, match="mixes 2 slice orientations"):
+        read(tmp_path)
+
+
+def test_the_command_line_super_resolves_a_dicom_cine_folder(tmp_path, cine, capsys):
+    folder = tmp_path / "cine"
+    folder.mkdir()
+    write_cine(folder, cine)
+    out = tmp_path / "cine_x2.nii.gz"
+    assert main(["super-resolve", str(folder), "-o", str(out), "--method", "linear", "--factor", "2", "--quiet"]) == 0
+    image = sitk.ReadImage(str(out))
+    assert image.GetDimension() == 4 and image.GetSize() == (24, 20, 5, PHASES)
+    assert image.GetSpacing() == pytest.approx((*cine.spacing[:2], 4.0, TRIGGER_STEP_MS / 1000))
+    assert image.GetOrigin()[:3] == pytest.approx(cine.origin, abs=1e-4)
+    np.testing.assert_allclose(np.array(image.GetDirection()).reshape(4, 4)[:3, :3], cine.direction, atol=1e-6)
+    result = sitk.GetArrayFromImage(image)
+    assert result.dtype == np.int16
+    np.testing.assert_array_equal(result[:, ::2], cine.array.astype(np.int16))  # acquired slices bit for bit
