@@ -172,6 +172,11 @@ def _read_cine(path: str | os.PathLike, headers: list[_Header]) -> sitk.Image:
     """Slice positions x phases as a 4D image: frame t holds the t-th phase of every position."""
     groups = _group_by_position(headers)
     counts = [len(group) for group in groups]
+    if min(counts) == 1:  # mostly single images: a 3D series with repeated slices, not a cine
+        repeated = sum(count > 1 for count in counts)
+        raise LatentSRError(f"{path}: {repeated} of {len(counts)} slice positions hold more than one image: "
+                            "a repeated slice? a volume needs one image per position (or a cine, every "
+                            "position with the same number of phases)")
     if len(set(counts)) > 1:
         listed = ", ".join(map(str, counts[:-1])) + f" and {counts[-1]}"
         raise LatentSRError(f"{path}: an incomplete cine: slice positions hold {listed} images")

@@ -105,6 +105,14 @@ def test_a_missing_slice_in_a_3d_series_is_refused_naming_the_gaps(tmp_path, obl
     assert len(str(error.value).splitlines()) == 1
 
 
+def test_a_repeated_slice_in_a_3d_series_is_refused_as_such(tmp_path, oblique_volume):
+    write_dicom_series(tmp_path, oblique_volume)
+    image = to_sitk(oblique_volume)
+    write_dicom_slice(tmp_path / "again.dcm", image, 2, {"0020|0013": "99", "0020|000e": "1.2.826.0.1.3680043.2.1125.1"})
+    with pytest.raises(LatentSRError, match="1 of 6 slice positions hold more than one image: a repeated slice"):
+        read(tmp_path)
+
+
 def test_mixed_orientations_in_a_series_are_refused(tmp_path, oblique_volume):
     write_dicom_series(tmp_path, oblique_volume)
     tilted = to_sitk(Volume(oblique_volume.array, oblique_volume.spacing, oblique_volume.origin, np.eye(3), np.int16))
