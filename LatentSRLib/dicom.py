@@ -172,6 +172,9 @@ def _read_cine(path: str | os.PathLike, headers: list[_Header]) -> sitk.Image:
     """Slice positions x phases as a 4D image: frame t holds the t-th phase of every position."""
     groups = _group_by_position(headers)
     counts = [len(group) for group in groups]
+    if len(groups) == 1:  # e.g. one of a Siemens cine's series, each in a folder of its own
+        raise LatentSRError(f"{path}: one slice position ({counts[0]} phases): through-plane super-resolution "
+                            "needs the cine's other positions; put the series of all its slice positions in one folder")
     if min(counts) == 1:  # mostly single images: a 3D series with repeated slices, not a cine
         repeated = sum(count > 1 for count in counts)
         raise LatentSRError(f"{path}: {repeated} of {len(counts)} slice positions hold more than one image: "

@@ -108,7 +108,7 @@ def validate(volume: Volume, what: str = "input", axis: int | None = None) -> No
     axis = slice_axis(volume) if axis is None else axis
     if sum(s > 1 for s in shape_zyx) < 2:
         raise LatentSRError(f"{what} is not an image volume: (Z,Y,X) shape {shape_zyx}")
-    if shape_zyx[axis] < 2:
+    if shape_zyx[axis] < 2 or min(shape_zyx) < 2:  # one slice: its spacing along Z may even be the smallest
         raise LatentSRError(f"{what} has a single slice (Z,Y,X shape {shape_zyx}): "
                             "through-plane super-resolution needs at least 2 slices")
     if not all(math.isfinite(s) and s > 0 for s in volume.spacing):

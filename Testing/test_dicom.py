@@ -135,3 +135,18 @@ def test_the_command_line_super_resolves_a_dicom_cine_folder(tmp_path, cine, cap
     result = sitk.GetArrayFromImage(image)
     assert result.dtype == np.int16
     np.testing.assert_array_equal(result[:, ::2], cine.array.astype(np.int16))  # acquired slices bit for bit
+
+
+def test_one_slice_position_of_a_cine_is_refused_with_the_way_out(tmp_path, cine):
+    write_cine(tmp_path, Volume(cine.array[:, :1], cine.spacing, cine.origin, cine.direction, cine.pixel_type,
+                                is_4d=True), one_series_per_position=True)
+    with pytest.raises(LatentSRError, match="one slice position \\(4 phases\\).*put the series of all its slice"):
+        read(tmp_path)
+
+
+def test_a_single_dicom_image_is_refused_as_a_single_slice(tmp_path, oblique_volume, capsys):
+    # its slice spacing defaults to 1 mm, below the in-plane spacing: the check must not pick an in-plane axis
+    write_dicom_slice(tmp_path / "one.dcm", to_sitk(oblique_volume), 0, {"0020|000e": SERIES})
+    assert main(["super-resolve", str(tmp_path), "-o", str(tmp_path / "out.nii.gz"), "--method", "linear"]) == 2
+    assert "single slice" in capsys.readouterr().err
+    assert not (tmp_path / "out.nii.gz").exists()
