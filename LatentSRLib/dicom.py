@@ -55,6 +55,21 @@ class _Header:
     phase: dict[str, float]  # the _PHASE_KEYS present in the header, as numbers
 
 
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a DICOM file: named ``.dcm``, or with "DICM" after the 128-byte preamble of a
+    DICOM Part 10 file. Scanners and PACS exports often name their files without an extension (``IM0001``,
+    a UID), so the name alone misses most of them; reading 132 bytes is cheap."""
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as file:
+            file.seek(128)
+            return file.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
 def read_folder(path: str | os.PathLike) -> sitk.Image:
     """The DICOM series in the folder ``path`` as a 3D image or (a cine) a 4D image, time last.
 

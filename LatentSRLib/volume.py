@@ -318,8 +318,8 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (recursively) into image files, skipping segmentation masks.
 
     In folders, LatentSR's own outputs (files :func:`write` tagged) and staging entries of
-    interrupted writes (``.latentsr-*``) are skipped too. A folder holding DICOM files (and no other
-    images) counts as one series.
+    interrupted writes (``.latentsr-*``) are skipped too. A folder holding DICOM files (``.dcm`` or
+    extensionless, :func:`.dicom.is_dicom_file`; and no other images) counts as one study.
     """
     found: list[Path] = []
     for entry in map(Path, paths):
@@ -334,8 +334,9 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
         images = [p for p in images if not is_output_file(p)]
         if images:
             found.extend(images)
-        elif any(p.suffix.lower() == ".dcm" for p in entry.rglob("*") if not atomic.is_temporary(p, entry)):
-            found.extend(sorted({p.parent for p in entry.rglob("*.dcm") if not atomic.is_temporary(p, entry)}))
+        else:  # every folder holding DICOM files, with or without the .dcm extension, is one study
+            found.extend(sorted({p.parent for p in entry.rglob("*") if p.is_file()
+                                 and not atomic.is_temporary(p, entry) and dicom.is_dicom_file(p)}))
     return found
 
 

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from LatentSRLib import LatentSRError
 from LatentSRLib.cli import main
-from LatentSRLib.volume import Volume, read, to_sitk
+from LatentSRLib.volume import Volume, find_images, read, to_sitk
 from test_volume import write_dicom_series, write_dicom_slice
 
 SERIES = "1.2.826.0.1.3680043.2.1125.7"
@@ -150,3 +150,20 @@ def test_a_single_dicom_image_is_refused_as_a_single_slice(tmp_path, oblique_vol
     assert main(["super-resolve", str(tmp_path), "-o", str(tmp_path / "out.nii.gz"), "--method", "linear"]) == 2
     assert "single slice" in capsys.readouterr().err
     assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_dicom_files_without_an_extension_are_found_and_read(tmp_path, cine):
+    # scanners' exports name files IM0001 or by UID: a folder of them is a study, as with .dcm names
+    for name in ("a", "b"):
+        folder = tmp_path / "export" / name
+        folder.mkdir(parents=True)
+        write_cine(folder, cine)
+        for file in folder.glob("*.dcm"):
+            file.rename(file.with_suffix(""))
+    (tmp_path / "export" / "notes.txt").write_text("not an image")
+    assert find_images([tmp_path / "export"]) == [tmp_path / "export" / "a", tmp_path / "export" / "b"]
+    assert_same(read(tmp_path / "export" / "a"), read(tmp_path / "export" / "b"))
+    out = tmp_path / "out"
+    assert main(["super-resolve", str(tmp_path / "export"), "-o", f"{out}/", "--method", "linear", "--factor", "2",
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["a_linear_x2.nii.gz", "b_linear_x2.nii.gz"]
