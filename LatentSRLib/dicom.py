@@ -56,10 +56,13 @@ class _Header:
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a DICOM file: named ``.dcm``, or with "DICM" after the 128-byte preamble of a
-    DICOM Part 10 file. Scanners and PACS exports often name their files without an extension (``IM0001``,
-    a UID), so the name alone misses most of them; reading 132 bytes is cheap."""
+    """Whether ``path`` is a DICOM image file: named ``.dcm``, or with "DICM" after the 128-byte preamble
+    of a DICOM Part 10 file, and not a media export's ``DICOMDIR``. Scanners and PACS exports often name
+    their files without an extension (``IM0001``, a UID), so the name alone misses most of them; reading
+    132 bytes is cheap."""
     path = Path(path)
+    if path.name.upper() == "DICOMDIR":  # a media export's index of the files, not an image
+        return False
     if path.suffix.lower() == ".dcm":
         return True
     try:

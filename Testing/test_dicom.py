@@ -161,6 +161,7 @@ def test_dicom_files_without_an_extension_are_found_and_read(tmp_path, cine):
         for file in folder.glob("*.dcm"):
             file.rename(file.with_suffix(""))
     (tmp_path / "export" / "notes.txt").write_text("not an image")
+    (tmp_path / "export" / "DICOMDIR").write_bytes(bytes(128) + b"DICM" + bytes(64))  # an export's index
     assert find_images([tmp_path / "export"]) == [tmp_path / "export" / "a", tmp_path / "export" / "b"]
     assert_same(read(tmp_path / "export" / "a"), read(tmp_path / "export" / "b"))
     out = tmp_path / "out"
