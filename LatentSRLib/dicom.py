@@ -93,12 +93,12 @@ def read_folder(path: str | os.PathLike) -> sitk.Image:
         raise LatentSRError(f"{path} is a folder without a DICOM series")
     files = [list(series_reader.GetGDCMSeriesFileNames(folder, uid)) for uid in series]
     if len(series) > 1:
-        headers = _single_position_cines(files)
-        if headers is None:  # silently taking the first would process the wrong scan
+        groups = _single_position_cines(files)
+        if groups is None:  # silently taking the first would process the wrong scan
             counts = ", ".join(f"{len(names)} files" for names in files[:5])
             raise LatentSRError(f"{path} holds {len(series)} DICOM series ({counts}"
                                 f"{', ...' if len(series) > 5 else ''}): put each in a folder of its own")
-        return _read_cine(path, headers)
+        return _read_cine(path, groups)
     headers = _read_headers(files[0])
     if headers is None:  # no usable geometry tags (or multi-frame files): read it as GDCM does
         return _read_files(files[0])
@@ -110,7 +110,7 @@ def read_folder(path: str | os.PathLike) -> sitk.Image:
     if all(len(group) == 1 for group in groups):
         _check_even_spacing(path, [group[0].position for group in groups])
         return _read_files(files[0])  # GDCM's order: exactly the geometry ITK and Slicer give it
-    return _read_cine(path, headers)
+    return _read_cine(path, groups)
 
 
 def _read_headers(files: Sequence[str]) -> list[_Header] | None:
@@ -166,8 +166,9 @@ def _group_by_position(headers: list[_Header]) -> list[list[_Header]]:
     return groups
 
 
-def _single_position_cines(files: list[list[str]]) -> list[_Header] | None:
-    """All headers of several series if each is one slice position's cine (Siemens), else None.
+def _single_position_cines(files: list[list[str]]) -> list[list[_Header]] | None:
+    """All headers of several series grouped by slice position (:func:`_group_by_position`) if each
+    series is one slice position's cine (Siemens), else None.
 
     The series must share orientation and image size, at distinct positions. Their numbers of
     phases may differ: :func:`_read_cine` then names the counts (an incomplete cine), which says
@@ -181,14 +182,15 @@ def _single_position_cines(files: list[list[str]]) -> list[_Header] | None:
         pooled.extend(headers)
     if len(_distinct(h.orientation for h in pooled)) > 1 or len({h.size for h in pooled}) > 1:
         return None
-    if len(_group_by_position(pooled)) != len(files):  # two series at one position: not one cine
+    groups = _group_by_position(pooled)
+    if len(groups) != len(files):  # two series at one position: not one cine
         return None
-    return pooled
+    return groups
 
 
-def _read_cine(path: str | os.PathLike, headers: list[_Header]) -> sitk.Image:
-    """Slice positions x phases as a 4D image: frame t holds the t-th phase of every position."""
-    groups = _group_by_position(headers)
+def _read_cine(path: str | os.PathLike, groups: list[list[_Header]]) -> sitk.Image:
+    """Slice positions x phases (``groups``: :func:`_group_by_position`) as a 4D image: frame t holds
+    the t-th phase of every position."""
     counts = [len(group) for group in groups]
     if len(groups) == 1:  # e.g. one of a Siemens cine's series, each in a folder of its own
         raise LatentSRError(f"{path}: one slice position ({counts[0]} phases): through-plane super-resolution "
@@ -203,7 +205,7 @@ def _read_cine(path: str | os.PathLike, headers: list[_Header]) -> sitk.Image:
         raise LatentSRError(f"{path}: an incomplete cine: slice positions hold {listed} images")
     _check_even_spacing(path, [group[0].position for group in groups])
     key = next((name for name in _PHASE_KEYS
-                if all(name in h.phase for h in headers)
+                if all(name in h.phase for group in groups for h in group)
                 and all(len({h.phase[name] for h in group}) == len(group) for group in groups)), None)
     if key is None:
         raise LatentSRError(f"{path}: cannot tell the cardiac phases of a slice position apart: no "

@@ -97,7 +97,7 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
     axis = slice_axis(volume) if axis is None else axis
     if axis not in (0, 1, 2):
         raise LatentSRError(f"the slice axis must be 0 (Z), 1 (Y) or 2 (X), got {axis}")
-    validate(volume, axis=axis)
+    validate(volume)
     factor = choose_factor(volume, factor, spacing, axis)
     memory.check_output_fits(volume.array.shape, factor, axis, learned=chosen.learned, batch_slices=run.batch_slices)
     out_spacing = output_geometry(volume, factor, axis)

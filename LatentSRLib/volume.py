@@ -102,13 +102,14 @@ def slice_axis(volume: Volume) -> int:
     return int(np.argmax(spacing_zyx))  # argmax returns the first maximum: Z on ties
 
 
-def validate(volume: Volume, what: str = "input", axis: int | None = None) -> None:
+def validate(volume: Volume, what: str = "input") -> None:
     """Raise :class:`LatentSRError` for inputs no method can super-resolve."""
     shape_zyx = volume.array.shape[1:]
-    axis = slice_axis(volume) if axis is None else axis
     if sum(s > 1 for s in shape_zyx) < 2:
         raise LatentSRError(f"{what} is not an image volume: (Z,Y,X) shape {shape_zyx}")
-    if shape_zyx[axis] < 2 or min(shape_zyx) < 2:  # one slice: its spacing along Z may even be the smallest
+    # Any axis of size 1, not only the slice axis: a single image's slice spacing (DICOM's default 1 mm)
+    # can be the smallest, which would make an in-plane axis the slice axis.
+    if min(shape_zyx) < 2:
         raise LatentSRError(f"{what} has a single slice (Z,Y,X shape {shape_zyx}): "
                             "through-plane super-resolution needs at least 2 slices")
     if not all(math.isfinite(s) and s > 0 for s in volume.spacing):

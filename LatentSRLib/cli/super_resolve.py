@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     source, target = inputs[0], Path(args.output)
     confidence_target = Path(args.confidence_out) if args.confidence_out else None
     volume = read(source)
-    validate(volume, what=str(source), axis=axis)  # before the progress bar: a bad input gets one line
+    validate(volume, what=str(source))  # before the progress bar: a bad input gets one line
     started = time.perf_counter()
     factor = choose_factor(volume, args.factor, args.spacing, axis)
     from ..memory import output_shape  # fail before the work, not after (format limits too)
