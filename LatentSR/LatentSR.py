@@ -26,10 +26,11 @@ _folder = next((f for f in (_here, os.path.dirname(_here)) if os.path.isfile(os.
 if _folder not in sys.path:
     sys.path.insert(0, _folder)
 
+# Slicer's start-up imports pure-Python parts of the library only (LatentSRLib.slicer resolves its names on
+# first use): Testing/test_slicer_load.py checks it in a Python that has only a stock Slicer's packages.
 import LatentSRLib.slicer as lsr  # noqa: E402  (needs the path set above)
 from LatentSRLib import LatentSRError  # noqa: E402
 from LatentSRLib.methods import DEFAULT as DEFAULT_METHOD  # noqa: E402
-from LatentSRLib.pipeline import Cancelled  # noqa: E402
 
 HOMEPAGE = "https://github.com/LatentSR/LatentSR"  # placeholder until the repository is public
 
@@ -41,26 +42,24 @@ class LatentSR(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["LatentSR contributors"]
         self.parent.helpText = _(
-            "Super-resolve thick-slice cardiac cine MRI through-plane with models trained on anisotropic scans only, "
-            "and compare with interpolation in linked through-plane views.<br><br>Pick a cine or volume, a method "
-            "and its model, then <b>Super-resolve</b> (it runs in the background: the button becomes <b>Cancel</b>). "
-            "<b>Check on this scan</b> hides every other slice, re-creates it with each method and preselects the "
-            "best. Results are new nodes; the input is never changed. Scripting: see the "
-            "<a href=\"{homepage}#in-3d-slicer\">documentation</a>.<br><br>Methods: <b>AE</b>, J. M. Sander, "
-            "B. D. de Vos, I. Isgum, SPIE Medical Imaging 2021 (<a href=\"https://arxiv.org/abs/2010.13172\">"
-            "arXiv:2010.13172</a>); <b>Contrastive</b>, H. Li et al., 2023 (<a href=\"https://arxiv.org/abs/"
-            "2310.15767\">arXiv:2310.15767</a>). Research software: not for clinical decisions.").format(homepage=HOMEPAGE)
+            "Super-resolve thick-slice cardiac cine MRI through-plane with models trained on anisotropic scans only, and "
+            "compare with interpolation in linked through-plane views.<br><br>Pick a cine or volume, a method and its "
+            "model, then <b>Super-resolve</b> (it runs in the background: the button becomes <b>Cancel</b>). <b>Check "
+            "on this scan</b> hides every other slice, re-creates it with each method and preselects the best. Results "
+            "are new nodes; the input is never changed. Scripting: see the <a href=\"{homepage}#in-3d-slicer\">"
+            "documentation</a>.<br><br>Methods: <b>AE</b>, J. M. Sander, B. D. de Vos, I. Isgum, SPIE Medical Imaging "
+            "2021 (<a href=\"https://arxiv.org/abs/2010.13172\">arXiv:2010.13172</a>); <b>Contrastive</b>, H. Li et al., "
+            "2023 (<a href=\"https://arxiv.org/abs/2310.15767\">arXiv:2310.15767</a>). Research software: not for "
+            "clinical decisions.").format(homepage=HOMEPAGE)
         self.parent.acknowledgementText = _(
-            "The bundled models were trained on the ACDC challenge data: O. Bernard et al., IEEE Transactions on "
-            "Medical Imaging 37(11), 2514-2525, 2018, <a href=\"https://doi.org/10.1109/TMI.2018.2837502\">"
-            "doi:10.1109/TMI.2018.2837502</a>. Module layout after Slicer's template and KitwareMedical's SlicerNNUnet.")
+            "The bundled models were trained on the ACDC challenge data: O. Bernard et al., IEEE Transactions on Medical "
+            "Imaging 37(11), 2514-2525, 2018, <a href=\"https://doi.org/10.1109/TMI.2018.2837502\">doi:10.1109/TMI.2018."
+            "2837502</a>. Module layout after Slicer's template and KitwareMedical's SlicerNNUnet.")
 
 
 @parameterNodeWrapper
 class LatentSRParameterNode:
-    """The panel's state, saved with the scene. ``method`` (a name of pipeline.METHODS), ``model``
-    (bundled name or weights file; empty: the default) and ``device`` are bound by hand: their
-    choices are only known at run time. ``sizeMode``: "isotropic", "factor" or "spacing"."""
+    """The panel's state, saved with the scene; ``method``, ``model``, ``device`` are bound by hand (run-time lists)."""
 
     inputNode: Union[vtkMRMLScalarVolumeNode, vtkMRMLSequenceNode, None]
     roi: Optional[vtkMRMLMarkupsROINode]
@@ -84,6 +83,16 @@ class LatentSRLogic(ScriptedLoadableModuleLogic):  # only the parameter node: th
         return LatentSRParameterNode(super().getParameterNode())
 
 
+def _fill(combo, items: list, current: int) -> None:
+    """Replace a combo box's (label, value) entries and select one, without signalling a pick."""
+    combo.blockSignals(True)
+    combo.clear()
+    for label, value in items:
+        combo.addItem(label, value)
+    combo.currentIndex = current
+    combo.blockSignals(False)
+
+
 class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """The panel: a thin shell over ``LatentSRLib.slicer``; it holds no algorithm."""
 
@@ -92,6 +101,7 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self._parameterNode, self._guiTag, self.runner = None, None, lsr.PanelRunner()
         self._lastNodes: list = []  # input and outputs of the last run
+        self._lastLog = None        # the worker's log of the last run that failed
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -100,15 +110,14 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = LatentSRLogic()
-        for name, label in lsr.methods():
-            self.ui.methodComboBox.addItem(label, name)
-        for value, label in lsr.devices():
-            self.ui.deviceComboBox.addItem(label, value)
-        for value, label in lsr.SIZE_MODES:
-            self.ui.sizeModeComboBox.addItem(_(label), value)
+        _fill(self.ui.methodComboBox, [(label, name) for name, label in lsr.methods()], 0)
+        self._deviceTimer = qt.QTimer()
+        self._deviceTimer.setInterval(500)
+        self._deviceTimer.connect("timeout()", self._showDevices)
+        self._probeDevices()
+        _fill(self.ui.sizeModeComboBox, [(_(label), value) for value, label in lsr.SIZE_MODES], 0)
         self.ui.progressBar.visible = self.ui.checkTable.visible = False
-        # The work runs in another process (LatentSRLib.background: cancel kills it at once, even inside
-        # a long convolution); a timer polls it, so the GUI thread never waits and never pumps Qt events itself.
+        # Runs go to another process (LatentSRLib.background), polled by a timer: the GUI never waits or pumps events.
         self._timer = qt.QTimer()
         self._timer.setInterval(200)
         self._timer.connect("timeout()", lambda: self._show(self.runner.poll()))
@@ -117,6 +126,7 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.superResolveButton.connect("clicked(bool)", self.onSuperResolveButton)
         self.ui.checkButton.connect("clicked(bool)", self.onCheckButton)
         self.ui.showComparisonButton.connect("clicked(bool)", lambda: lsr.show_comparison(self._lastNodes))
+        self.ui.showLogButton.connect("clicked(bool)", lambda: qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self._lastLog)))
         for combo, name in ((self.ui.methodComboBox, "method"), (self.ui.deviceComboBox, "device"),
                             (self.ui.sizeModeComboBox, "sizeMode"), (self.ui.modelComboBox, "model")):
             combo.connect("currentIndexChanged(int)", lambda index, combo=combo, name=name: self._picked(combo, name, index))
@@ -124,10 +134,27 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:  # the module is closed (application exit): stop a run, leaving nothing behind
         self._show(self.runner.cancel())
+        self._deviceTimer.stop()
+        self._deviceProbe.close()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        if not self._deviceTimer.isActive():
+            self._probeDevices()  # a GPU or torch installed since appears without restarting Slicer
+
+    def _probeDevices(self) -> None:  # GPUs asked for in another process: torch never loads into Slicer for it
+        self._deviceProbe = lsr.DeviceProbe()
+        self._deviceTimer.start()
+        self._showDevices(first=True)
+
+    def _showDevices(self, first: bool = False) -> None:
+        gpus = self._deviceProbe.poll()  # None while the probe runs
+        if gpus is not None:
+            self._deviceTimer.stop()
+        if gpus is not None or first:
+            _fill(self.ui.deviceComboBox, [(label, value) for value, label in lsr.devices(gpus)], 0)
+            self.updateGUIFromParameterNode()
 
     def exit(self) -> None:  # a run keeps going while another module is shown
         self.setParameterNode(None)
@@ -184,15 +211,10 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ui.outputDescriptionLabel.text = ""
             return
         menu = lsr.model_menu(parameters.method, parameters.model)  # the method's weights, then "Other file..."
-        ui.modelComboBox.blockSignals(True)
-        ui.modelComboBox.clear()
-        for choice in menu.choices:
-            ui.modelComboBox.addItem(choice.label, choice.value)
+        _fill(ui.modelComboBox, [(choice.label, choice.value) for choice in menu.choices], menu.current)
         for combo, value in ((ui.methodComboBox, parameters.method), (ui.deviceComboBox, parameters.device),
                              (ui.sizeModeComboBox, parameters.sizeMode)):
             combo.currentIndex = max(0, combo.findData(value))
-        ui.modelComboBox.currentIndex = menu.current
-        ui.modelComboBox.blockSignals(False)
         ui.modelComboBox.enabled = bool(menu.choices)
         ui.modelDescriptionLabel.text = menu.description
         ui.factorSpinBox.enabled = parameters.sizeMode == "factor"
@@ -203,28 +225,27 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except LatentSRError as error:
             ui.outputDescriptionLabel.text = str(error)
         output = self._lastNodes[1] if len(self._lastNodes) > 1 and self._lastNodes[1].GetScene() else None
-        hasConfidence = output is not None and lsr.confidence_node(output) is not None
-        ui.showConfidenceCheckBox.enabled = ui.confidenceOpacitySlider.enabled = hasConfidence
-        if hasConfidence:
+        ui.showConfidenceCheckBox.enabled = ui.confidenceOpacitySlider.enabled = bool(output and lsr.confidence_node(output))
+        if ui.showConfidenceCheckBox.enabled:
             lsr.show_confidence(output, parameters.showConfidence, parameters.confidenceOpacity / 100.0)
 
     def _factorAndSpacing(self) -> tuple:
-        parameters = self._parameterNode
-        return (parameters.factor if parameters.sizeMode == "factor" else None,
-                parameters.targetSpacing if parameters.sizeMode == "spacing" else None)
+        p = self._parameterNode
+        return p.factor if p.sizeMode == "factor" else None, p.targetSpacing if p.sizeMode == "spacing" else None
 
     def _methods(self) -> list:
-        parameters = self._parameterNode
-        chosen = [("bspline", parameters.compareBSpline), ("lanczos", parameters.compareLanczos),
-                  ("linear", parameters.compareLinear)]
-        return list(dict.fromkeys([parameters.method] + [method for method, on in chosen if on]))
+        p = self._parameterNode
+        chosen = [("bspline", p.compareBSpline), ("lanczos", p.compareLanczos), ("linear", p.compareLinear)]
+        return list(dict.fromkeys([p.method] + [method for method, on in chosen if on]))
 
     # -- runs: lsr.PanelRunner starts, polls and finishes them; the timer polls; _show shows each update --
 
     def _start(self, methods: list, start) -> None:
         confirm = None if slicer.app.commandOptions().testingEnabled else (lambda text: slicer.util.confirmOkCancelDisplay(
             text, windowTitle=_("LatentSR: install packages")))
-        self._show(self.runner.start(methods, start, confirm, self._showStatus))
+        restart = lambda text: slicer.util.confirmYesNoDisplay(text + "\n\n" + _("Restart Slicer now?")) and slicer.util.restart()
+        self._lastLog = None
+        self._show(self.runner.start(methods, start, confirm, self._showStatus, restart))  # restart: an upgrade is loaded
 
     def onSuperResolveButton(self) -> None:
         if self.runner.running:
@@ -260,7 +281,9 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if update.check.winner and self._parameterNode is not None:
                 self._parameterNode.method = update.check.winner  # preselect the method that won on this scan
         if update.error:
+            self._lastLog = update.log  # the worker's whole log: "Show log" opens it
             slicer.util.errorDisplay(update.error, windowTitle=_("LatentSR"))
+        self.ui.showLogButton.visible = bool(self._lastLog)
         self.updateGUIFromParameterNode()
 
     def _showStatus(self, text: str) -> None:
@@ -269,31 +292,8 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class LatentSRTest(ScriptedLoadableModuleTest):
-    """What only a full Slicer has (browsers with proxies, the layout manager's views, PythonSlicer for
-    background runs); the library below the panel is covered by pytest with slicer-core (Testing/)."""
+    """The click path on a generated cine: ``LatentSRLib.slicer.selftest`` (README: the self-test)."""
 
     def runTest(self) -> None:
-        import numpy as np
-        from LatentSRLib.volume import Volume
-        slicer.mrmlScene.Clear()
-        self.delayDisplay("Super-resolve a synthetic cine in the background, cancel, compare")
-        z, y, x = np.meshgrid(np.arange(6), np.arange(32), np.arange(40), indexing="ij")
-        array = np.stack([100 + 50 * np.sin(0.3 * x + 0.2 * y + 0.9 * z + t) for t in range(5)])
-        sequence = lsr.sequence_from_volume(Volume(array.astype("float32"), (1.4, 1.4, 8.0)), "cine", slicer.mrmlScene)
-        browser = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "cine browser")
-        lsr.set_primary_sequence(browser, sequence)
-        count = slicer.mrmlScene.GetNumberOfNodes()
-        job = lsr.start_job(sequence, ["linear", "bspline"], factor=3)
-        job.cancel()
-        with self.assertRaises(Cancelled):
-            job.finish()
-        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)  # cancel leaves the scene unchanged
-        outputs = lsr.start_job(browser.GetProxyNode(sequence), ["linear", "lanczos"], factor=2).finish()
-        self.assertEqual([o.GetName() for o in outputs], ["cine Linear x2", "cine Lanczos x2"])
-        layoutManager = slicer.app.layoutManager()
-        self.assertEqual(layoutManager.layout, lsr.COMPARISON_LAYOUT_ID)
-        for number, node in enumerate([sequence, *outputs], start=1):
-            self.assertEqual(node.GetNumberOfDataNodes(), 5)
-            composite = layoutManager.sliceWidget(f"{lsr.COMPARISON_VIEW_PREFIX}{number}").mrmlSliceCompositeNode()
-            self.assertEqual(composite.GetBackgroundVolumeID(), browser.GetProxyNode(node).GetID())
-        self.delayDisplay("Test passed")
+        from LatentSRLib.slicer.selftest import run_click_path  # it clears the scene first
+        run_click_path(self, self.delayDisplay)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
 
 #: Per-pixel confidence: image difference (normalised units) at which trust falls to 1/e.
 DISAGREEMENT_SCALE = 0.1
@@ -112,6 +111,8 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def agreement(dis: np.ndarray, farneback: np.ndarray) -> np.ndarray:
     """Per-pixel confidence in [0, 1] from the two estimators' images at the same position: where they
     differ by d (smoothed over :data:`DISAGREEMENT_SMOOTHING` px), exp(-(d / :data:`DISAGREEMENT_SCALE`)^2)."""
+    from scipy import ndimage  # here, not at the top: listing methods (Slicer's start-up) stays light
+
     disagreement = ndimage.gaussian_filter(np.abs(dis - farneback), DISAGREEMENT_SMOOTHING)
     return np.exp(-(disagreement / DISAGREEMENT_SCALE) ** 2).astype(np.float32)
 

@@ -342,9 +342,10 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def volume_name(path: str | os.PathLike) -> str:
-    """A file's name without its image suffix (``patient001_frame01``)."""
+    """A file's name without its image suffix (``patient001_frame01``); ``cine.seq.nrrd`` is "cine",
+    as Slicer names a volume sequence (``.seq`` marks a sequence file, not part of its name)."""
     name = Path(path).name
-    for suffix in WRITABLE_SUFFIXES + (".dcm",):
+    for suffix in (".seq.nrrd", ".seq.nhdr") + WRITABLE_SUFFIXES + (".dcm",):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

@@ -101,13 +101,14 @@ def test_bound_widgets_name_parameters_of_the_parameter_node(ui, script):
 
 
 def test_every_library_function_the_script_calls_exists(script):
-    library = ast.parse((ROOT / "LatentSRLib" / "slicer" / "__init__.py").read_text())
-    (exported,) = [n.value for n in library.body if isinstance(n, ast.Assign)
-                   and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
-    defined = {element.value for element in exported.elts}
+    import LatentSRLib.slicer as lsr  # lazy: its names resolve on first use
+
+    defined = set(lsr.__all__)
     used = {n.attr for n in ast.walk(script)
             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "lsr"}
     assert used and used <= defined, f"missing in LatentSRLib.slicer: {sorted(used - defined)}"
+    if pytest.importorskip("slicer", reason="slicer-core is not installed"):
+        assert all(getattr(lsr, name) is not None for name in used)
 
 
 def test_module_file_is_a_thin_panel_that_never_pumps_events(script):

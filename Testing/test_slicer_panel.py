@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import stat
 import sys
 import time
@@ -28,96 +29,13 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
 import LatentSRLib.slicer as mrml  # noqa: E402
 from LatentSRLib.slicer import checking, install, jobs  # noqa: E402
 from LatentSRLib.volume import Volume  # noqa: E402
+import slicer_standins as standins  # noqa: E402
 from mrml_fixtures import cine_sequence, mrml_scene, node_ids, oblique  # noqa: E402,F401
+from slicer_standins import run_timer  # noqa: E402
 
 pytestmark = pytest.mark.mrml
 
 MODULE_DIR = Path(__file__).resolve().parents[1] / "LatentSR"
-
-
-class FakeWidget:
-    """A widget from the .ui: the attributes LatentSR.py touches, and its signal connections."""
-
-    def __init__(self, name: str, parameter: str | None = None):
-        self.name, self._parameter = name, parameter
-        self.enabled, self.visible, self.text, self.value, self.currentIndex = True, True, "", 0, -1
-        self.slots: dict[str, list] = {}
-        self._items: list[tuple[str, object]] = []
-
-    def connect(self, signal: str, slot) -> None:
-        self.slots.setdefault(signal, []).append(slot)
-
-    def click(self) -> None:
-        for slot in self.slots.get("clicked(bool)", []):
-            slot()
-
-    def property(self, name: str):
-        return self._parameter if name == "SlicerParameterName" else None
-
-    def addItem(self, label: str, data=None) -> None:
-        self._items.append((label, data))
-        if self.currentIndex < 0:
-            self.currentIndex = 0
-
-    def findData(self, data) -> int:
-        return next((i for i, (_, value) in enumerate(self._items) if value == data), -1)
-
-    def itemData(self, index: int):
-        return self._items[index][1]
-
-    def clear(self) -> None:
-        self._items, self.currentIndex = [], -1
-
-    def insertItem(self, index: int, label: str, data=None) -> None:
-        self._items.insert(index, (label, data))
-
-    def blockSignals(self, block: bool) -> None:
-        pass
-
-    def count(self) -> int:
-        return len(self._items)
-
-    def setRowCount(self, rows: int) -> None:
-        self.cells = [[None] * 4 for _ in range(rows)]
-
-    def setItem(self, row: int, column: int, item) -> None:
-        self.cells[row][column] = item.text
-
-
-class FakeTimer:
-    """qt.QTimer: the test fires it (see :func:`run_timer`)."""
-
-    def __init__(self):
-        self.slot, self.active = None, False
-
-    def setInterval(self, msec: int) -> None:
-        pass
-
-    def connect(self, signal: str, slot) -> None:
-        self.slot = slot
-
-    def start(self) -> None:
-        self.active = True
-
-    def stop(self) -> None:
-        self.active = False
-
-    def isActive(self) -> bool:
-        return self.active
-
-
-def run_timer(widget, seconds: float = 60.0, on_tick=None) -> int:
-    """Fire the widget's timer, as Qt's event loop would, until it stops; returns the ticks."""
-    ticks, deadline = 0, time.monotonic() + seconds
-    while widget._timer.isActive():
-        assert time.monotonic() < deadline, "the background run did not finish"
-        time.sleep(0.05)
-        if on_tick is not None:
-            on_tick(ticks)
-        if widget._timer.isActive():
-            widget._timer.slot()
-        ticks += 1
-    return ticks
 
 
 SHIM = """import runpy, sys
@@ -142,144 +60,12 @@ def worker_python(tmp_path, monkeypatch):
     return str(script)
 
 
-def fake_ui() -> types.SimpleNamespace:
-    root = ET.parse(MODULE_DIR / "Resources" / "UI" / "LatentSR.ui").getroot()
-    widgets = {}
-    for widget in list(root.iter("widget"))[1:]:
-        parameter = next((p.findtext("string") for p in widget.findall("property")
-                          if p.get("name") == "SlicerParameterName"), None)
-        widgets[widget.get("name")] = FakeWidget(widget.get("name"), parameter)
-    return types.SimpleNamespace(**widgets)
-
-
-def fake_parameter_node_wrapper(cls):
-    """Typed attributes over a vtkMRMLScriptedModuleNode (values kept in Python), with Modified events."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    defaults = {name: getattr(cls, name, None) for name in hints}
-
-    def init(self, parameterNode):
-        object.__setattr__(self, "parameterNode", parameterNode)
-        store = parameterNode.__dict__.setdefault("_values", dict(defaults))
-        object.__setattr__(self, "_values", store)
-
-    def setattr_(self, name, value):
-        if name not in hints:
-            raise AttributeError(name)
-        self._values[name] = value
-        self.parameterNode.Modified()
-
-    cls.__init__ = init
-    cls.__getattr__ = lambda self, name: self._values[name] if name in hints else object.__getattribute__(self, name)
-    cls.__setattr__ = setattr_
-    for name in hints:
-        if name in cls.__dict__:
-            delattr(cls, name)
-    cls.connectGui = lambda self, gui: object()
-    cls.disconnectGui = lambda self, tag: None
-    cls.AddObserver = lambda self, event, callback, priority=0.0: self.parameterNode.AddObserver(event, callback, priority)
-    cls.RemoveObserver = lambda self, tag: self.parameterNode.RemoveObserver(tag)
-    return cls
-
-
-class FakeLayoutManager:
-    """What the module's self-test asks of Slicer's layout manager, answered from the scene."""
-
-    def __init__(self, scene):
-        self.scene = scene
-
-    @property
-    def layout(self) -> int:
-        return self.scene.GetFirstNodeByClass("vtkMRMLLayoutNode").GetViewArrangement()
-
-    def sliceWidget(self, name: str):
-        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
-            composite = self.scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
-            if composite.GetLayoutName() == name:
-                return types.SimpleNamespace(mrmlSliceCompositeNode=lambda composite=composite: composite)
-        return None
-
-
 @pytest.fixture
 def latentsr_module(mrml_scene, monkeypatch, worker_python):
-    """LatentSR.py imported with stand-ins; yields (module, fakes)."""
-    fakes = types.SimpleNamespace(errors=[], statuses=[], pip=[], files=[])
-
-    class Parent:
-        isEntered = True
-
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent or Parent()
-
-        def setup(self):
-            self.layout = types.SimpleNamespace(addWidget=lambda widget: None)
-
-        def resourcePath(self, relative):
-            return str(MODULE_DIR / "Resources" / relative)
-
-        def onReload(self):
-            pass
-
-    class ScriptedLoadableModuleLogic:
-        def getParameterNode(self):
-            node = slicer.mrmlScene.GetSingletonNode("LatentSR", "vtkMRMLScriptedModuleNode")
-            if node is None:
-                node = slicer.vtkMRMLScriptedModuleNode()
-                node.SetSingletonTag("LatentSR")
-                node.SetModuleName("LatentSR")
-                node = slicer.mrmlScene.AddNode(node)
-            return node
-
-    class ScriptedLoadableModuleTest(unittest.TestCase):
-        def delayDisplay(self, message, msec=None):
-            pass
-
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
-                ScriptedLoadableModuleTest):
-        setattr(scripted, cls.__name__, cls)
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = fake_parameter_node_wrapper
-    wrapper.WithinRange = lambda low, high: ("WithinRange", low, high)
-    monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
-    monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", wrapper)
-    qt = types.ModuleType("qt")
-    qt.QTimer = FakeTimer
-    qt.QTableWidgetItem = lambda text: types.SimpleNamespace(text=text)
-    qt.QFileDialog = types.SimpleNamespace(getOpenFileName=lambda *args: fakes.files.pop(0) if fakes.files else "")
-    monkeypatch.setitem(sys.modules, "qt", qt)
-
-    app = types.SimpleNamespace(
-        processEvents=lambda: pytest.fail("the panel must not pump Qt events (processEvents)"),
-        commandOptions=lambda: types.SimpleNamespace(testingEnabled=True),
-        layoutManager=lambda: FakeLayoutManager(slicer.mrmlScene))
-    monkeypatch.setattr(slicer, "app", app, raising=False)
-    monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(), raising=False)
-    util = slicer.util
-    monkeypatch.setattr(util, "loadUI", lambda path: types.SimpleNamespace(setMRMLScene=lambda scene: None))
-    monkeypatch.setattr(util, "childWidgetVariables", lambda widget: fake_ui())
-    monkeypatch.setattr(util, "errorDisplay", lambda text, **kw: fakes.errors.append(text))
-    monkeypatch.setattr(util, "showStatusMessage", lambda text, msec=0: fakes.statuses.append(text))
-    monkeypatch.setattr(util, "confirmOkCancelDisplay", lambda text, **kw: True)
-    monkeypatch.setattr(util, "WaitCursor", contextlib.nullcontext)
-    monkeypatch.setattr(util, "pip_install", lambda requirements: fakes.pip.append(requirements))
-
-    @contextlib.contextmanager
-    def try_with_error_display(message=None, waitCursor=False):
-        try:
-            yield
-        except Exception as error:
-            fakes.errors.append(f"{message} {error}")
-    monkeypatch.setattr(util, "tryWithErrorDisplay", try_with_error_display, raising=False)
-
-    spec = importlib.util.spec_from_file_location("LatentSR", MODULE_DIR / "LatentSR.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "LatentSR", module)
-    spec.loader.exec_module(module)
+    """LatentSR.py imported with the stand-ins of slicer_standins.py; yields (module, fakes)."""
+    fakes = standins.new_fakes()
+    standins.install(fakes, monkeypatch.setitem, lambda obj, name, value: monkeypatch.setattr(obj, name, value, raising=False))
+    module = standins.load_module_file(monkeypatch.setitem)
     # No bundled weights are needed: the "ae" entry runs linear interpolation in these tests.
     from LatentSRLib import methods, pipeline
     monkeypatch.setitem(pipeline.METHODS, "ae", pipeline.METHODS["linear"])
@@ -387,13 +173,34 @@ def test_logic_installs_what_is_missing(latentsr_module, monkeypatch):
     assert mrml.ensure_requirements(["ae"], confirm=lambda text: questions.append(text) or True,
                                     report=statuses.append)
     assert "torch: runs the learned" in questions[0]
-    assert fakes.pip == ["torch>=2.0", "scikit-image"]   # no PyTorch extension here: pip
+    assert fakes.pip == ["torch>=2.0", "scikit-image>=0.21"]   # no PyTorch extension here: pip, minimum versions
     assert statuses[-1] == "Installed torch, scikit-image."
 
 
-def test_module_self_test_runs(latentsr_module):
-    module, _ = latentsr_module
-    result = unittest.TextTestRunner(stream=open(os.devnull, "w")).run(module.LatentSRTest("runTest"))
-    assert result.wasSuccessful(), result.failures + result.errors
+def test_too_old_packages_are_upgraded_and_a_loaded_one_asks_for_a_restart(latentsr_module, monkeypatch):
+    """SciPy 1.5 installed (and, as in Slicer, already imported): upgrading it needs a restart, because
+    Python cannot unload the old extension modules."""
+    import scipy  # noqa: F401  (loaded, as Slicer loads it)
+    module, fakes = latentsr_module
+    real = install.installed_version
+    monkeypatch.setattr(install, "installed_version",
+                        lambda name: "1.5.4" if name == "scipy" and not fakes.pip else real(name))
+    assert install.outdated_requirements(["linear"]) == {"scipy": "1.5.4"}
+    restarts: list[str] = []
+    questions: list[str] = []
+    assert not mrml.ensure_requirements(["linear"], confirm=lambda text: questions.append(text) or True,
+                                        restart=restarts.append)
+    assert "scipy: version 1.5.4 is installed, LatentSR needs 1.10 or later" in questions[0]
+    assert fakes.pip == ["scipy>=1.10"]
+    assert len(restarts) == 1 and "restart Slicer" in restarts[0]
+    assert install.outdated_requirements(["linear"]) == {}
+    assert mrml.ensure_requirements(["linear"])  # after the restart (the new version is what is installed)
 
 
+def test_minimum_versions_are_those_of_pyproject():
+    text = (MODULE_DIR.parent / "pyproject.toml").read_text()
+    dependencies = text[text.index("dependencies = ["):text.index("]", text.index("dependencies = ["))]
+    declared = dict(re.findall(r'"([A-Za-z0-9_-]+)(?:\[[^\]]*\])?>=([0-9.]+)"', dependencies))
+    assert {name: declared[name] for name in install.MINIMUM_VERSIONS} == install.MINIMUM_VERSIONS
+    needed = set(install._needed([name for name, _ in mrml.methods()]))  # what the panel may install
+    assert needed <= set(install.MINIMUM_VERSIONS)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import LatentSRError
-from ..interpolate import upsample
 from .base import Method, Run
 
 
@@ -23,12 +22,14 @@ class KernelInterpolation(Method):
         self.kernel = kernel or name
 
     def upsample(self, array: np.ndarray, factor: int, spacing_zyx: tuple, run: Run) -> np.ndarray:
+        from .. import interpolate  # SciPy: imported when a method runs, not when methods are listed
+
         array = np.asarray(array, dtype=np.float32)
         if array.ndim != 4:
             raise LatentSRError(f"expected a (T, Z, Y, X) array, got shape {array.shape}")
         out = np.empty((array.shape[0], (array.shape[1] - 1) * int(factor) + 1, *array.shape[2:]), np.float32)
         for t in range(array.shape[0]):
             run.check()
-            out[t] = upsample(array[t], factor, self.kernel, axis=0)
+            out[t] = interpolate.upsample(array[t], factor, self.kernel, axis=0)
             run.report((t + 1) / array.shape[0])
         return out

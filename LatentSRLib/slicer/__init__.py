@@ -12,43 +12,59 @@ a thin shell: each of its buttons calls one function here. One concern per modul
 ``batch``       super-resolving nodes, several methods, the whole scene (in the calling thread)
 ``files``       loading and saving files with Slicer's readers; folders of files
 ``options``     what the panel offers: methods, models, devices, the output's size
-``install``     missing Python packages and installing them inside Slicer
+``install``     Python packages the methods need: versions checked, installing them inside Slicer
 ``layout``      the linked through-plane comparison views
 ``jobs``        the panel's runs in a background process (start, poll, cancel, finish)
 ``overlay``     the confidence overlay (colour table, legend, opacity)
 ``checking``    "Check on this scan" on a node
 ``panel``       the panel's run lifecycle (start, poll, cancel, finish) without Qt
 ==============  ==================================================================================
+
+Every name below is imported from its module on first use (PEP 562), not when the package is:
+Slicer runs the module file, and with it this import, at every start-up, for every user
+(``Base/QTGUI/qSlicerScriptedLoadableModuleFactory.cxx``), and a stock Slicer has neither the
+packages the methods need nor a reason to pay for loading them before the user acts.
+``Testing/test_slicer_load.py`` checks what the start-up imports and how long it takes.
 """
 
 from __future__ import annotations
 
-from ..pipeline import Cancelled
-from .batch import super_resolve_and_compare, super_resolve_node, super_resolve_scene, scene_inputs
-from .checking import CheckJob, check_node, start_check_job
-from .files import load_file, process_folder, save_node
-from .install import REQUIREMENT_REASONS, ensure_requirements, missing_requirements
-from .jobs import NodeJob, start_job
-from .layout import (COMPARISON_LAYOUT_ID, COMPARISON_VIEW_GROUP, COMPARISON_VIEW_PREFIX, Comparison,
-                     show_comparison, through_plane_orientation)
-from .nodes import LPS_TO_RAS, ijk_to_ras, node_from_volume, node_ijk_to_ras, volume_from_node
-from .options import (OTHER_FILE, SIZE_MODES, ModelChoice, ModelMenu, OutputDescription, describe_output, devices,
-                      methods, model_choices, model_menu)
-from .outputs import (ATTRIBUTE_CONFIDENCE, ATTRIBUTE_FACTOR, ATTRIBUTE_METHOD, ATTRIBUTE_SOURCE, add_result,
-                      output_name, remove_output)
-from .overlay import confidence_node, show_confidence
-from .panel import PanelRunner, Update
-from .roi import crop_to_roi, crop_volume, roi_box, roi_corners_ras
-from .sequences import browsers_of, proxy_volume, sequence_from_volume, sequence_of_proxy, set_primary_sequence
+import importlib
 
-__all__ = [
-    "CheckJob", "ModelMenu", "PanelRunner", "SIZE_MODES", "Update", "model_menu", "ATTRIBUTE_CONFIDENCE", "ATTRIBUTE_FACTOR", "ATTRIBUTE_METHOD", "ATTRIBUTE_SOURCE", "COMPARISON_LAYOUT_ID",
-    "COMPARISON_VIEW_GROUP", "COMPARISON_VIEW_PREFIX", "Cancelled", "Comparison", "LPS_TO_RAS", "ModelChoice",
-    "NodeJob", "OTHER_FILE", "OutputDescription", "REQUIREMENT_REASONS", "add_result", "browsers_of",
-    "check_node", "confidence_node", "start_check_job", "crop_to_roi", "crop_volume", "describe_output", "devices",
-    "ensure_requirements", "ijk_to_ras", "load_file", "methods", "missing_requirements", "model_choices",
-    "node_from_volume", "node_ijk_to_ras", "output_name", "process_folder", "proxy_volume", "remove_output",
-    "roi_box", "roi_corners_ras", "save_node", "scene_inputs", "sequence_from_volume", "sequence_of_proxy",
-    "set_primary_sequence", "show_comparison", "show_confidence", "start_job", "super_resolve_and_compare",
-    "super_resolve_node", "super_resolve_scene", "through_plane_orientation", "volume_from_node",
-]
+#: Public name -> the module of this package (or the library) that defines it.
+_WHERE = {
+    "Cancelled": "..pipeline",
+    **dict.fromkeys(("super_resolve_and_compare", "super_resolve_node", "super_resolve_scene", "scene_inputs",
+                     "is_result"), ".batch"),
+    **dict.fromkeys(("CheckJob", "check_node", "start_check_job"), ".checking"),
+    **dict.fromkeys(("load_file", "process_folder", "save_node"), ".files"),
+    **dict.fromkeys(("REQUIREMENT_REASONS", "ensure_requirements", "missing_requirements", "outdated_requirements"),
+                    ".install"),
+    **dict.fromkeys(("NodeJob", "start_job"), ".jobs"),
+    **dict.fromkeys(("COMPARISON_LAYOUT_ID", "COMPARISON_VIEW_GROUP", "COMPARISON_VIEW_PREFIX", "Comparison",
+                     "show_comparison", "through_plane_orientation"), ".layout"),
+    **dict.fromkeys(("LPS_TO_RAS", "ijk_to_ras", "node_from_volume", "node_ijk_to_ras", "volume_from_node"), ".nodes"),
+    **dict.fromkeys(("OTHER_FILE", "SIZE_MODES", "ModelChoice", "ModelMenu", "OutputDescription", "describe_output",
+                     "devices", "DeviceProbe", "methods", "model_choices", "model_menu"), ".options"),
+    **dict.fromkeys(("ATTRIBUTE_CONFIDENCE", "ATTRIBUTE_FACTOR", "ATTRIBUTE_METHOD", "ATTRIBUTE_SOURCE", "add_result",
+                     "output_name", "remove_output", "result_mark"), ".outputs"),
+    **dict.fromkeys(("confidence_node", "show_confidence"), ".overlay"),
+    **dict.fromkeys(("PanelRunner", "Update"), ".panel"),
+    **dict.fromkeys(("crop_to_roi", "crop_volume", "roi_box", "roi_corners_ras"), ".roi"),
+    **dict.fromkeys(("browsers_of", "proxy_volume", "sequence_from_volume", "sequence_of_proxy",
+                     "set_primary_sequence"), ".sequences"),
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

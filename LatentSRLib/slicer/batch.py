@@ -18,7 +18,7 @@ from ..volume import slice_axis
 from .layout import show_comparison
 from .nodes import volume_from_node
 from .options import describe_output
-from .outputs import _is_output, add_result, output_name, remove_output
+from .outputs import add_result, is_result, output_name, remove_output
 from .roi import crop_to_roi
 from .sequences import browsers_of, sequence_of_proxy
 
@@ -139,20 +139,20 @@ def scene_inputs(scene: "slicer.vtkMRMLScene | None" = None) -> list:
     sequences = []
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSequenceNode")):
         sequence = scene.GetNthNodeByClass(i, "vtkMRMLSequenceNode")
-        if _is_output(sequence) or sequence.GetNumberOfDataNodes() == 0:
+        for browser in browsers_of(sequence):  # every sequence's proxies, results' too: never inputs themselves
+            proxy = browser.GetProxyNode(sequence)
+            if proxy is not None:
+                proxies.add(proxy.GetID())
+        if is_result(sequence) or sequence.GetNumberOfDataNodes() == 0:
             continue
         first = sequence.GetNthDataNode(0)
         if not first.IsA("vtkMRMLScalarVolumeNode") or first.IsA("vtkMRMLLabelMapVolumeNode"):
             continue
         sequences.append(sequence)
-        for browser in browsers_of(sequence):
-            proxy = browser.GetProxyNode(sequence)
-            if proxy is not None:
-                proxies.add(proxy.GetID())
     volumes = []
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
         node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-        if node.IsA("vtkMRMLLabelMapVolumeNode") or _is_output(node) or node.GetID() in proxies:
+        if node.IsA("vtkMRMLLabelMapVolumeNode") or is_result(node) or node.GetID() in proxies:
             continue
         image = node.GetImageData()
         if image is None or image.GetNumberOfScalarComponents() != 1:  # empty, or colour/vector images

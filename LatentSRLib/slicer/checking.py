@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import slicer
 
 from .. import background
-from ..check import CheckResult, check_scan
 from .jobs import PanelJob, python_executable
 from .nodes import volume_from_node
 from .roi import crop_to_roi
 from .sequences import browsers_of, sequence_of_proxy
+
+if TYPE_CHECKING:  # the check scores with scikit-image: imported when a check runs, after it is installed
+    from ..check import CheckResult
 
 
 def _input(node, roi):
@@ -33,6 +35,8 @@ def check_node(node: "slicer.vtkMRMLNode", methods: Sequence[str] | None = None,
                progress: Callable[[float], None] | None = None,
                cancel: Callable[[], bool] | None = None) -> CheckResult:
     """:func:`LatentSRLib.check.check_scan` on a volume or cine node (the frame its browser shows)."""
+    from ..check import check_scan
+
     volume, frame = _input(node, roi)
     return check_scan(volume, methods, max_seconds, frame=frame, device=device, progress=progress, cancel=cancel)
 
@@ -42,9 +46,9 @@ class CheckJob(PanelJob):
 
     def __init__(self, job: background.Job):
         super().__init__(job)
-        self.result: CheckResult | None = None
+        self.result: "CheckResult | None" = None
 
-    def finish(self) -> CheckResult:
+    def finish(self) -> "CheckResult":
         """Wait for the check; raises Cancelled or LatentSRError (one readable line)."""
         self.result = self.job.result()
         return self.result

@@ -53,20 +53,68 @@ def describe_output(node: "slicer.vtkMRMLNode", factor: int | None = None, spaci
                              (slices - 1) * factor + 1, volume.n_frames)
 
 
-def devices() -> list[tuple[str, str]]:
-    """Compute devices to offer as (value, label): "auto" and "cpu", plus each GPU torch can see.
+#: Lists the GPUs torch sees, as JSON [[value, label], ...]; run in a fresh process by :class:`DeviceProbe`.
+_PROBE = """
+import json, torch
+found = [[f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"]
+         for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    found.append(["mps", "GPU: Apple MPS"])
+print(json.dumps(found))
+"""
 
-    Never imports torch when it is not installed (the panel installs it on first use).
-    """
-    found = [("cpu", "CPU")]
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-        for index in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
-            found.append((f"cuda:{index}", f"GPU {index}: {torch.cuda.get_device_name(index)}"))
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            found.append(("mps", "GPU: Apple MPS"))
+
+def devices(gpus: "list[tuple[str, str]] | None" = None) -> list[tuple[str, str]]:
+    """Compute devices to offer as (value, label): "auto", "cpu", and ``gpus`` (a :class:`DeviceProbe`'s)."""
+    found = [("cpu", "CPU"), *(gpus or [])]
     best = found[1][1] if len(found) > 1 else "CPU"
     return [("auto", f"Automatic ({best})"), *found]
+
+
+class DeviceProbe:
+    """The GPUs torch sees, asked in a separate process, so torch is never imported into Slicer by
+    opening the panel (it costs seconds and memory), and a GPU or a torch installed meanwhile shows
+    up the next time the panel asks, without restarting Slicer (a torch already imported keeps the
+    CUDA state it started with). :meth:`poll` from a timer; ``None`` while it runs."""
+
+    def __init__(self, python: "str | None" = None, timeout: float = 60.0) -> None:
+        import subprocess
+        import time
+
+        self.gpus: "list[tuple[str, str]] | None" = None
+        self._process = None
+        self._deadline = time.monotonic() + timeout
+        if importlib.util.find_spec("torch") is None:  # finds the package without importing it
+            self.gpus = []
+            return
+        from .jobs import python_executable
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # Windows: no console window
+        self._process = subprocess.Popen([python or python_executable(), "-c", _PROBE], stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True, creationflags=flags)
+
+    def close(self) -> None:
+        """Stop the probe if it still runs (the panel is closing)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
+    def poll(self) -> "list[tuple[str, str]] | None":
+        """The GPUs found once the probe has ended (none if it failed or timed out), else None."""
+        import json
+        import time
+
+        if self.gpus is not None:
+            return self.gpus
+        if self._process.poll() is None:
+            if time.monotonic() < self._deadline:
+                return None
+            self._process.kill()
+        output = self._process.communicate()[0] if self._process.returncode == 0 else ""
+        try:
+            self.gpus = [(str(value), str(label)) for value, label in json.loads(output or "[]")]
+        except (ValueError, TypeError):
+            self.gpus = []
+        return self.gpus
 
 
 def methods() -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import slicer
 from ..pipeline import LABELS
 from ..volume import Volume
 from .nodes import _remove_nodes, node_from_volume
-from .sequences import _geometry_node, browsers_of, sequence_from_volume
+from .sequences import _geometry_node, browsers_of, sequence_from_volume, sequence_of_proxy
 
 #: Node attributes that mark LatentSR outputs (and so keep them out of "every volume in the scene").
 ATTRIBUTE_METHOD = "LatentSR.Method"
@@ -60,9 +60,29 @@ def _place_beside(source: "slicer.vtkMRMLNode", target: "slicer.vtkMRMLNode") ->
 
 
 def _mark_output(node: "slicer.vtkMRMLNode", source: "slicer.vtkMRMLNode", method: str, factor: int) -> None:
-    node.SetAttribute(ATTRIBUTE_METHOD, method)
-    node.SetAttribute(ATTRIBUTE_FACTOR, str(factor))
-    node.SetAttribute(ATTRIBUTE_SOURCE, source.GetID() or "")
+    """Mark ``node`` as a result; a sequence's every frame too. When a browser changes frame, the
+    Sequences logic refreshes each proxy from the frame's data node with ``CopyContent``, which
+    replaces the proxy's attributes with the frame's (Slicer ``vtkSlicerSequencesLogic::
+    UpdateProxyNodesFromSequences`` -> ``vtkMRMLNode::CopyContent``, which copies ``Attributes``): marks
+    kept on the frames reach the proxy again at every frame change."""
+    nodes = [node]
+    if node.IsA("vtkMRMLSequenceNode"):
+        nodes += [node.GetNthDataNode(i) for i in range(node.GetNumberOfDataNodes())]
+    for marked in nodes:
+        marked.SetAttribute(ATTRIBUTE_METHOD, method)
+        marked.SetAttribute(ATTRIBUTE_FACTOR, str(factor))
+        marked.SetAttribute(ATTRIBUTE_SOURCE, source.GetID() or "")
+
+
+def result_mark(node: "slicer.vtkMRMLNode", attribute: str = ATTRIBUTE_METHOD) -> "str | None":
+    """A LatentSR result mark of ``node`` (by default the method that made it; None for an input):
+    read from the node, or for a browser's proxy from the sequence it shows, so a proxy whose
+    attributes were replaced by playback still counts as the result it shows."""
+    value = node.GetAttribute(attribute)
+    if value is None and not node.IsA("vtkMRMLSequenceNode"):
+        sequence = sequence_of_proxy(node)
+        value = sequence.GetAttribute(attribute) if sequence is not None else None
+    return value
 
 
 def remove_output(node: "slicer.vtkMRMLNode") -> None:
@@ -80,8 +100,9 @@ def remove_output(node: "slicer.vtkMRMLNode") -> None:
     _remove_nodes(scene, [node, *extra])
 
 
-def _is_output(node: "slicer.vtkMRMLNode") -> bool:
-    return node.GetAttribute(ATTRIBUTE_METHOD) is not None
+def is_result(node: "slicer.vtkMRMLNode") -> bool:
+    """Whether ``node`` is a LatentSR result (a volume, a result sequence, or a proxy showing one)."""
+    return result_mark(node) is not None
 
 
 def add_result(node: "slicer.vtkMRMLNode", result: Volume, method: str, factor: int, name: str,

@@ -13,7 +13,7 @@ import slicer
 import vtk
 
 from .. import LatentSRError
-from .outputs import ATTRIBUTE_CONFIDENCE
+from .outputs import ATTRIBUTE_CONFIDENCE, result_mark
 from .sequences import proxy_volume, sequence_of_proxy
 
 #: Name of the colour node made once per scene.
@@ -26,10 +26,7 @@ def confidence_node(output: "slicer.vtkMRMLNode") -> "slicer.vtkMRMLNode | None"
     """The confidence node of an output (volume or sequence; a proxy volume is followed to its sequence)."""
     if output is None or output.GetScene() is None:
         return None
-    node_id = output.GetAttribute(ATTRIBUTE_CONFIDENCE)
-    if node_id is None and not output.IsA("vtkMRMLSequenceNode"):
-        sequence = sequence_of_proxy(output)
-        node_id = sequence.GetAttribute(ATTRIBUTE_CONFIDENCE) if sequence is not None else None
+    node_id = result_mark(output, ATTRIBUTE_CONFIDENCE)
     return output.GetScene().GetNodeByID(node_id) if node_id else None
 
 

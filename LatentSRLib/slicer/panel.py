@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Callable
 
+from typing import TYPE_CHECKING
+
 from .. import LatentSRError
-from ..check import CheckResult
-from ..pipeline import Cancelled
+from ..methods import Cancelled
 from .install import ensure_requirements
+
+if TYPE_CHECKING:  # the check loads scikit-image, which a stock Slicer installs on first use
+    from ..check import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,8 @@ class Update:
     running: bool
     error: str | None = None           # one readable line for a dialog
     outputs: list | None = None        # a finished run: [input, output per method]
-    check: CheckResult | None = None   # a finished check
+    check: "CheckResult | None" = None   # a finished check
+    log: str | None = None             # a failed run: the worker's whole log, kept for the user to open
 
 
 class PanelRunner:
@@ -43,11 +49,13 @@ class PanelRunner:
         return self.job is not None
 
     def start(self, methods: list[str], start: Callable[[], object], confirm: Callable[[str], bool] | None = None,
-              report: Callable[[str], None] | None = None) -> Update:
-        """Install what ``methods`` need (asking ``confirm``), then ``start()`` the job."""
+              report: Callable[[str], None] | None = None, restart: Callable[[str], None] | None = None) -> Update:
+        """Install what ``methods`` need (asking ``confirm``; ``restart`` when an upgrade needs one), then
+        ``start()`` the job."""
         try:
-            if not ensure_requirements(methods, confirm, report):
-                return Update(0, "Nothing was done: the required Python packages are not installed.", False)
+            if not ensure_requirements(methods, confirm, report, restart):
+                return Update(0, "Nothing was done: the required Python packages are not installed (or need a "
+                                 "restart of Slicer).", False)
             self.job = start()
         except Exception as error:  # noqa: BLE001 - one readable line; details in the log
             return self._failed(error)
@@ -73,16 +81,22 @@ class PanelRunner:
         except Cancelled:
             return Update(0, "Cancelled: nothing was added to the scene.", False)
         except Exception as error:  # noqa: BLE001
-            return self._failed(error)
-        if isinstance(result, CheckResult):
+            return self._failed(error, _log_path(job))
+        if not isinstance(result, list):  # a check's result (a CheckResult), not nodes
             return Update(100, job.summary(), False, check=result)
         return Update(100, job.summary(), False, outputs=[job.node, *result])
 
     @staticmethod
-    def _failed(error: Exception) -> Update:
+    def _failed(error: Exception, log_file: str | None = None) -> Update:
         if isinstance(error, LatentSRError):
             message = str(error)
         else:
             log.exception("LatentSR failed", exc_info=error)
             message = f"LatentSR failed: {type(error).__name__}: {error} (details in the log)"
-        return Update(0, message, False, error=message)
+        return Update(0, message.splitlines()[0] if message else message, False, error=message, log=log_file)
+
+
+def _log_path(job) -> str | None:
+    """The failed job's worker log, where the background job kept it (``background.Job.log_path``)."""
+    path = getattr(getattr(job, "job", None), "log_path", None)
+    return str(path) if path is not None and os.path.isfile(path) else None
