@@ -83,8 +83,7 @@ class LatentSRLogic(ScriptedLoadableModuleLogic):  # only the parameter node: th
         return LatentSRParameterNode(super().getParameterNode())
 
 
-def _fill(combo, items: list, current: int) -> None:
-    """Replace a combo box's (label, value) entries and select one, without signalling a pick."""
+def _fill(combo, items: list, current: int) -> None:  # (label, value) entries; no pick signalled
     combo.blockSignals(True)
     combo.clear()
     for label, value in items:
@@ -100,8 +99,7 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self._parameterNode, self._guiTag, self.runner = None, None, lsr.PanelRunner()
-        self._lastNodes: list = []  # input and outputs of the last run
-        self._lastLog = None        # the worker's log of the last run that failed
+        self._lastNodes, self._lastLog = [], None  # input and outputs of the last run; log of the last failure
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -125,7 +123,8 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.superResolveButton.connect("clicked(bool)", self.onSuperResolveButton)
         self.ui.checkButton.connect("clicked(bool)", self.onCheckButton)
-        self.ui.showComparisonButton.connect("clicked(bool)", lambda: lsr.show_comparison(self._lastNodes))
+        self.ui.showComparisonButton.connect("clicked(bool)", lambda: lsr.show_comparison(self._lastNodes) and qt.QTimer.singleShot(
+            0, lsr.fit_comparison_views))  # fitted again once Qt has sized the views (after this returns)
         self.ui.showLogButton.connect("clicked(bool)", lambda: qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(self._lastLog)))
         for combo, name in ((self.ui.methodComboBox, "method"), (self.ui.deviceComboBox, "device"),
                             (self.ui.sizeModeComboBox, "sizeMode"), (self.ui.modelComboBox, "model")):
@@ -270,8 +269,9 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 section.enabled = not update.running
             self.ui.superResolveButton.text = _("Cancel") if update.running else _("Super-resolve")
             self.ui.progressBar.visible = update.running
-        if update.outputs is not None:
+        if update.outputs is not None:  # the job showed them: fit again once Qt has sized the new views
             self._lastNodes = update.outputs
+            qt.QTimer.singleShot(0, lsr.fit_comparison_views)
         if update.check is not None:
             self.ui.checkTable.setRowCount(len(update.check.rows))
             for r, cells in enumerate(update.check.cells()):

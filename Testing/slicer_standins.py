@@ -88,7 +88,14 @@ class FakeWidget:
 
 
 class FakeTimer:
-    """qt.QTimer: the test fires it (see :func:`run_timer`)."""
+    """qt.QTimer: the test fires it (see :func:`run_timer`); ``singleShot`` slots wait in :data:`PENDING`
+    until run_timer fires them, as Qt runs them from its event loop after the caller returned."""
+
+    PENDING: list = []
+
+    @staticmethod
+    def singleShot(msec: int, slot) -> None:
+        FakeTimer.PENDING.append(slot)
 
     def __init__(self):
         self.slot, self.active = None, False
@@ -120,6 +127,8 @@ def run_timer(widget, seconds: float = 60.0, on_tick=None) -> int:
         if widget._timer.isActive():
             widget._timer.slot()
         ticks += 1
+    while FakeTimer.PENDING:
+        FakeTimer.PENDING.pop(0)()
     return ticks
 
 

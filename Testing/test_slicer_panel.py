@@ -27,7 +27,7 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
 
 import LatentSRLib.slicer as mrml  # noqa: E402
-from LatentSRLib.slicer import checking, install, jobs  # noqa: E402
+from LatentSRLib.slicer import checking, install, jobs, options  # noqa: E402
 from LatentSRLib.volume import Volume  # noqa: E402
 import slicer_standins as standins  # noqa: E402
 from mrml_fixtures import cine_sequence, mrml_scene, node_ids, oblique  # noqa: E402,F401
@@ -204,3 +204,32 @@ def test_minimum_versions_are_those_of_pyproject():
     assert {name: declared[name] for name in install.MINIMUM_VERSIONS} == install.MINIMUM_VERSIONS
     needed = set(install._needed([name for name, _ in mrml.methods()]))  # what the panel may install
     assert needed <= set(install.MINIMUM_VERSIONS)
+
+
+def test_gpus_are_listed_by_a_probe_process_and_refreshed_on_entering(latentsr_module, make_panel, tmp_path, monkeypatch):
+    """The device list comes from a separate process (torch is never imported into Slicer for it); a GPU
+    that appears later (driver or torch installed meanwhile) shows up when the user enters the module."""
+    module, _ = latentsr_module
+    answer = tmp_path / "gpus.json"
+    answer.write_text("[]")
+    probe = tmp_path / "python-probe"   # stands in for the interpreter the probe runs: answers from a file
+    probe.write_text(f'#!/bin/sh\ncat "{answer}"\n')
+    probe.chmod(0o755)
+    monkeypatch.setattr(jobs, "python_executable", lambda: str(probe))
+    real = options.importlib.util.find_spec   # torch "installed", whatever this environment has
+    monkeypatch.setattr(options.importlib.util, "find_spec", lambda name, *a: object() if name == "torch" else real(name, *a))
+    widget = make_panel()
+    combo = widget.ui.deviceComboBox
+
+    def settle() -> list:
+        deadline = time.monotonic() + 30
+        while widget._deviceTimer.isActive():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+            widget._deviceTimer.slot()
+        return [combo.itemData(i) for i in range(combo.count())]
+    assert settle() == ["auto", "cpu"]
+    answer.write_text('[["cuda:0", "GPU 0: Test GPU"]]')
+    widget.enter()
+    assert settle() == ["auto", "cpu", "cuda:0"]
+    assert combo._items[0][0] == "Automatic (GPU 0: Test GPU)"

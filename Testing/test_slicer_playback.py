@@ -17,7 +17,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
 import LatentSRLib.slicer as lsr  # noqa: E402
 from LatentSRLib.slicer import outputs  # noqa: E402
 from LatentSRLib.volume import Volume  # noqa: E402
-from mrml_fixtures import cine_sequence, mrml_scene  # noqa: E402,F401
+from mrml_fixtures import cine_sequence, mrml_scene, oblique  # noqa: E402,F401
 
 pytestmark = pytest.mark.mrml
 
@@ -81,3 +81,49 @@ def test_a_proxy_whose_marks_were_wiped_is_still_known_by_its_sequence(mrml_scen
     proxy = browser.GetProxyNode(made)
     assert proxy.GetAttribute(outputs.ATTRIBUTE_METHOD) is None  # wiped by playback, as in Slicer
     assert lsr.is_result(proxy) and lsr.scene_inputs(scene) == [sequence]
+
+
+def test_comparison_views_on_a_bare_scene_get_the_orientation_asked_for(oblique):
+    """A scene without Slicer's application logic has no slice orientation presets on its default
+    slice node (the application logic adds them), so the views must get them before they are made."""
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    node = lsr.node_from_volume(oblique, "p", scene)
+    output = lsr.super_resolve_node(node, "linear", factor=2)
+    comparison = lsr.show_comparison([node, output], orientation="Coronal")
+    assert [s.GetOrientation() for s in comparison.slice_nodes] == ["Coronal", "Coronal"]
+    scene.Clear(True)
+
+
+def test_comparison_views_are_fitted_again_at_the_size_qt_gives_them(mrml_scene, oblique):
+    """In Slicer the new views get their size from Qt after show_comparison returned, and the view's
+    resize reaches its slice node through vtkMRMLSliceLogic::ResizeSliceNode (called here, as the slice
+    view does), which keeps the height of the field of view: in tall side-by-side columns the fitted
+    volume is then cut off left and right until the views are fitted again."""
+    from LatentSRLib.slicer import layout
+    scene = mrml_scene.scene
+    node = lsr.node_from_volume(oblique, "p", scene)
+    output = lsr.super_resolve_node(node, "linear", factor=2)
+    comparison = lsr.show_comparison([node, output])
+    logics = [layout._slice_logic(scene, f"LatentSR{n}", None) for n in (1, 2)]
+
+    def width_shown_and_needed() -> tuple[float, float]:
+        first = comparison.slice_nodes[0]
+        across = np.array([first.GetSliceToRAS().GetElement(i, 0) for i in range(3)])
+        ijk_to_ras = lsr.node_ijk_to_ras(output)
+        shape = slicer.util.arrayFromVolume(output).shape[::-1]
+        corners = [ijk_to_ras @ np.array([*(c * (n - 1) for c, n in zip(corner, shape)), 1.0])
+                   for corner in np.ndindex(2, 2, 2)]
+        along = [float(np.dot(across, corner[:3])) for corner in corners]
+        return first.GetFieldOfView()[0], max(along) - min(along)
+
+    for logic in logics:
+        logic.ResizeSliceNode(160, 640)   # a tall, narrow column of a side-by-side layout
+    shown, needed = width_shown_and_needed()
+    assert shown < 0.9 * needed           # cut off: what the user saw before
+    assert lsr.fit_comparison_views(scene)
+    shown, needed = width_shown_and_needed()
+    assert shown >= needed
+    np.testing.assert_allclose(comparison.slice_nodes[1].GetFieldOfView(), comparison.slice_nodes[0].GetFieldOfView())
+    scene.GetFirstNodeByClass("vtkMRMLLayoutNode").SetViewArrangement(1)   # another layout: nothing to fit
+    assert not lsr.fit_comparison_views(scene)

@@ -42,7 +42,7 @@ _WHERE = {
                     ".install"),
     **dict.fromkeys(("NodeJob", "start_job"), ".jobs"),
     **dict.fromkeys(("COMPARISON_LAYOUT_ID", "COMPARISON_VIEW_GROUP", "COMPARISON_VIEW_PREFIX", "Comparison",
-                     "show_comparison", "through_plane_orientation"), ".layout"),
+                     "show_comparison", "through_plane_orientation", "fit_comparison_views"), ".layout"),
     **dict.fromkeys(("LPS_TO_RAS", "ijk_to_ras", "node_from_volume", "node_ijk_to_ras", "volume_from_node"), ".nodes"),
     **dict.fromkeys(("OTHER_FILE", "SIZE_MODES", "ModelChoice", "ModelMenu", "OutputDescription", "describe_output",
                      "devices", "DeviceProbe", "methods", "model_choices", "model_menu"), ".options"),

@@ -85,6 +85,13 @@ def _slice_logic(scene: "slicer.vtkMRMLScene", layout_name: str, app_logic) -> "
         return logic
     logic = slicer.vtkMRMLSliceLogic()
     logic.SetMRMLScene(scene)
+    # New slice nodes copy the scene's default slice node, whose orientation presets (Axial, Sagittal,
+    # Coronal) Slicer's application logic adds when it gets the scene; a bare scene has none, and
+    # SetOrientation then fails. The static AddDefaultSliceOrientationPresets(scene) fills the scene's
+    # default node (vtkMRMLSliceNode.cxx), not the node it is called on: so call it before adding nodes.
+    default = scene.GetDefaultNodeByClass("vtkMRMLSliceNode")
+    if default is None or default.GetNumberOfSliceOrientationPresets() == 0:
+        slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
     if slice_node is None:
         slice_node = logic.AddSliceNode(layout_name)
     else:
@@ -161,8 +168,6 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
     for number, volume in enumerate(volumes, start=1):
         logic = _slice_logic(scene, f"{COMPARISON_VIEW_PREFIX}{number}", app_logic)
         slice_node = logic.GetSliceNode()
-        if slice_node.GetNumberOfSliceOrientationPresets() == 0:
-            slice_node.AddDefaultSliceOrientationPresets(scene)
         slice_node.SetViewGroup(COMPARISON_VIEW_GROUP)
         slice_node.SetOrientation(orientation)
         composite = logic.GetSliceCompositeNode()
@@ -170,14 +175,41 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
         composite.SetForegroundVolumeID(None)
         composite.SetLabelVolumeID(None)
         composite.SetLinkedControl(1)
-        if not slice_nodes:
-            width, height = slice_node.GetDimensions()[:2]
-            logic.FitSliceToVolume(fit_volume, width, height)
-        else:
-            # Copy the first view's plane rather than fitting each: fitting snaps the slice offset to
-            # the voxel grid of each view's own background, which differs between the volumes.
-            _copy_slice_geometry(slice_nodes[0], slice_node)
         slice_nodes.append(slice_node)
         composite_nodes.append(composite)
+    _fit(scene, fit_volume, app_logic, len(volumes))
     return Comparison(COMPARISON_LAYOUT_ID, orientation, volumes, slice_nodes, composite_nodes)
+
+
+def _fit(scene, volume, app_logic, count: int) -> None:
+    """Fit the first view to ``volume`` at its current size; the others copy its plane (fitting each
+    would snap the slice offset to the voxel grid of each view's own background, which differs)."""
+    logics = [_slice_logic(scene, f"{COMPARISON_VIEW_PREFIX}{number}", app_logic) for number in range(1, count + 1)]
+    width, height = logics[0].GetSliceNode().GetDimensions()[:2]
+    logics[0].FitSliceToVolume(volume, width, height)
+    for logic in logics[1:]:
+        _copy_slice_geometry(logics[0].GetSliceNode(), logic.GetSliceNode())
+
+
+def fit_comparison_views(scene: "slicer.vtkMRMLScene | None" = None, app_logic=None) -> bool:
+    """Fit the comparison views again at their current sizes; False when none is shown.
+
+    In Slicer the layout manager makes the views when :func:`show_comparison` switches the layout,
+    but Qt gives them their final sizes only once it lays the window out, after that call returned
+    (``Base/QTGUI/qSlicerLayoutManager.cxx``); a fit with the sizes read then is off. The panel calls
+    this from a zero-delay timer, which runs after that layout.
+    """
+    scene = scene or slicer.mrmlScene
+    layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode")
+    if layout is None or layout.GetViewArrangement() != COMPARISON_LAYOUT_ID:
+        return False
+    app_logic = app_logic if app_logic is not None else _application_logic()
+    count = layout.GetLayoutDescription(COMPARISON_LAYOUT_ID).count("vtkMRMLSliceNode")
+    backgrounds = [_slice_logic(scene, f"{COMPARISON_VIEW_PREFIX}{n}", app_logic).GetSliceCompositeNode()
+                   .GetBackgroundVolumeID() for n in range(1, count + 1)]
+    volume = scene.GetNodeByID(backgrounds[1 if count > 1 else 0] or "")
+    if volume is None:
+        return False
+    _fit(scene, volume, app_logic, count)
+    return True
 

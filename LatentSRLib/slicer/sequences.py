@@ -92,10 +92,12 @@ def proxy_volume(node: "slicer.vtkMRMLNode") -> "slicer.vtkMRMLVolumeNode | None
 
 
 def set_primary_sequence(browser: "slicer.vtkMRMLSequenceBrowserNode", sequence: "slicer.vtkMRMLSequenceNode") -> None:
-    # Slicer 5.8 renamed "master" to "primary"; support both.
-    setter = getattr(browser, "SetAndObservePrimarySequenceNodeID", None) or \
-        browser.SetAndObserveMasterSequenceNodeID
-    setter(sequence.GetID())
+    """Make ``sequence`` the browser's master sequence (the one whose index values it steps through).
+
+    The method is ``SetAndObserveMasterSequenceNodeID`` in every Slicer release (5.4 to 5.12 and the
+    slicer-core wheels; ``Modules/Loadable/Sequences/MRML/vtkMRMLSequenceBrowserNode.h``): no "primary"
+    spelling exists, although the Sequences module's GUI says "primary"."""
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
 
 
 def _browse_together(sequences: Sequence["slicer.vtkMRMLSequenceNode"]) -> None:
