@@ -233,3 +233,11 @@ def test_gpus_are_listed_by_a_probe_process_and_refreshed_on_entering(latentsr_m
     widget.enter()
     assert settle() == ["auto", "cpu", "cuda:0"]
     assert combo._items[0][0] == "Automatic (GPU 0: Test GPU)"
+
+
+def test_module_self_test_runs(latentsr_module, capsys):
+    """The module's self-test as scripts/slicer_self_test.py runs it inside Slicer (here on the stand-ins)."""
+    spec = importlib.util.spec_from_file_location("slicer_self_test", MODULE_DIR.parent / "scripts" / "slicer_self_test.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main() == 0, capsys.readouterr().err[-3000:]
