@@ -135,6 +135,7 @@ class Job:
         self._state: dict | None = None
         self._finished = False                      # result read or failure raised: nothing left to stop
         self._kept_log: Path | None = None
+        self._error: WorkerError | None = None       # raised again by a second result()
         _RUNNING.add(self)
 
     def done(self) -> bool:
@@ -188,6 +189,8 @@ class Job:
         """
         if self._results is not None:
             return self._results
+        if self._error is not None:
+            raise self._error
         if self.cancelled:
             raise Cancelled("cancelled by the user")
         try:
@@ -204,9 +207,11 @@ class Job:
                 tail = self.log_tail()
                 log.error("LatentSR background run failed; its log: %s\n%s", self._kept_log, tail)
                 if error is None:
-                    raise WorkerError(f"the background run stopped unexpectedly (exit code "
-                                      f"{self.process.returncode})", tail, self._kept_log)
-                raise WorkerError(error["message"], tail, self._kept_log, bool(error.get("expected")))
+                    self._error = WorkerError(f"the background run stopped unexpectedly (exit code "
+                                              f"{self.process.returncode})", tail, self._kept_log)
+                else:
+                    self._error = WorkerError(error["message"], tail, self._kept_log, bool(error.get("expected")))
+                raise self._error
             done = _read_json(self.folder / "done.json") or {}
             self.notes = list(done.get("notes", []))
             if self.kind == "check":

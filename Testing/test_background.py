@@ -404,6 +404,9 @@ def test_a_failed_run_keeps_its_log_where_slicer_keeps_temporary_files(tmp_path,
     assert "LatentSR worker" in text and "Traceback" in text and reason in text
     assert job.log_tail(3) == "\n".join(text.splitlines()[-3:])
     assert error.value.log_tail == job.log_tail(20) and reason in error.value.log_tail
+    with pytest.raises(background.WorkerError) as again:   # asked again (the panel, then the console)
+        job.result()
+    assert again.value is error.value and job.log_path == kept
 
 
 @on_linux
