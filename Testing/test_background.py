@@ -333,7 +333,10 @@ if sys.argv[2] == "wait":
 
 
 def run_owner(python_slicer: str, then: str) -> tuple[subprocess.Popen, dict]:
-    """A Python process standing in for Slicer: it starts a job through the launcher and says where."""
+    """A Python process standing in for Slicer: it starts a job through the launcher and says where.
+    It copies what matters here: inside Slicer the panel's Python runs in the application process
+    itself (SlicerApp-real embeds the interpreter), so ``os.getpid()`` in ``background.start`` is
+    Slicer's pid, and PythonSlicer is a child of Slicer's process, the worker a grandchild."""
     owner = subprocess.Popen([sys.executable, "-c", OWNER, python_slicer, then], stdout=subprocess.PIPE, text=True,
                              cwd=Path(__file__).parent)
     return owner, json.loads(owner.stdout.readline())
