@@ -3,6 +3,8 @@ the confidence overlay, the model and method choices, Check on this scan, the ru
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
@@ -43,10 +45,11 @@ def test_cancelled_or_orphaned_job_leaves_no_node_and_no_file(mrml_scene, obliqu
     before = node_ids(mrml_scene.scene)
     job = lsr.start_job(node, ["lanczos"], factor=3)
     job.cancel()
+    job.cancel()                         # the scene closing after Cancel: a second cancel does nothing
     with pytest.raises(Cancelled):
         job.finish()
     assert node_ids(mrml_scene.scene) == before
-    assert job.job.process.poll() is not None and not job.job.folder.exists()
+    assert job.job.process.poll() is not None and not job.job.folder.exists() and job.log_path is None
     # The input leaves the scene (scene closed) while the job runs: nothing is added.
     job = lsr.start_job(node, ["linear"], factor=2)
     mrml_scene.scene.RemoveNode(node)
@@ -54,6 +57,25 @@ def test_cancelled_or_orphaned_job_leaves_no_node_and_no_file(mrml_scene, obliqu
     with pytest.raises(Cancelled):
         job.finish()
     assert node_ids(mrml_scene.scene) == before and not job.job.folder.exists()
+
+
+def test_a_failed_job_keeps_its_log_for_the_panel(mrml_scene, oblique, tmp_path, monkeypatch):
+    """What a "Show log" button opens. ``slicer.app.temporaryPath`` stands in for
+    qSlicerCoreApplication's property (Base/QTCore/qSlicerCoreApplication.h: Q_PROPERTY(QString
+    temporaryPath READ temporaryPath WRITE setTemporaryPath)); slicer-core has no application."""
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(temporaryPath=str(tmp_path / "SlicerTemp")), raising=False)
+    node = lsr.node_from_volume(oblique, "p", mrml_scene.scene)
+    before = node_ids(mrml_scene.scene)
+    not_weights = tmp_path / "model.pt"
+    not_weights.write_bytes(b"\x80\x04 not a pickle")
+    job = lsr.start_job(node, ["ae"], factor=2, weights=str(not_weights))
+    with pytest.raises(LatentSRError, match="is not a readable weights file") as error:
+        job.finish()
+    assert node_ids(mrml_scene.scene) == before and not job.job.folder.exists()
+    assert job.log_path == error.value.log_path and job.log_path.parent == tmp_path / "SlicerTemp" / "LatentSR-logs"
+    assert "Traceback" in job.log_path.read_text() and "LatentSRError" in job.log_tail()
+    assert job.log_tail(1) == job.log_path.read_text().splitlines()[-1]
+    assert error.value.log_tail == job.log_tail()
 
 
 def confidence_for(result: Volume) -> Volume:

@@ -4,6 +4,10 @@ The work itself runs in :mod:`LatentSRLib.background` (a separate Python process
 files; why a process and not a thread is explained there). The panel polls :meth:`NodeJob.progress`
 from a Qt timer, so Slicer stays usable; nodes are made only in :meth:`NodeJob.finish`, after every
 method has succeeded, so a cancelled or failed run leaves the scene and the disk as they were.
+
+Cancel (:meth:`PanelJob.cancel`) stops the launcher and the interpreter behind it, removes the folder, and
+may be called any number of times (closing the scene, quitting Slicer); a failed run's whole log
+stays at :attr:`PanelJob.log_path` for a "Show log" button, and its last lines in the error raised.
 """
 
 from __future__ import annotations
@@ -43,8 +47,18 @@ class PanelJob:
         return self.job.done()
 
     def cancel(self) -> None:
-        """Stop the run; nothing is added to the scene and its temporary files are removed."""
+        """Stop the run and every process it started; nothing is added to the scene and its
+        temporary files are removed. Idempotent and quick (under a second), so safe on scene close."""
         self.job.cancel()
+
+    @property
+    def log_path(self):
+        """The worker's whole log (a ``Path``): kept after a failure, for the panel to open; else None."""
+        return self.job.log_path
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the worker's log ("" if there is none)."""
+        return self.job.log_tail(lines)
 
 
 class NodeJob(PanelJob):
@@ -70,7 +84,8 @@ class NodeJob(PanelJob):
 
         Raises:
             Cancelled: the job was cancelled, or its input left the scene (scene closed) meanwhile.
-            LatentSRError: the run failed (one readable line; details in the log).
+            LatentSRError: the run failed: a :class:`~LatentSRLib.background.WorkerError`, one readable
+                line first, with ``log_tail`` and ``log_path`` (see :attr:`log_path`).
         """
         results = self.job.result()
         scene = self.node.GetScene()
