@@ -92,10 +92,11 @@ def proxy_volume(node: "slicer.vtkMRMLNode") -> "slicer.vtkMRMLVolumeNode | None
 
 
 def set_primary_sequence(browser: "slicer.vtkMRMLSequenceBrowserNode", sequence: "slicer.vtkMRMLSequenceNode") -> None:
-    # Slicer 5.8 renamed "master" to "primary"; support both.
-    setter = getattr(browser, "SetAndObservePrimarySequenceNodeID", None) or \
-        browser.SetAndObserveMasterSequenceNodeID
-    setter(sequence.GetID())
+    """Make ``sequence`` the one ``browser`` steps through (its index values are the browser's)."""
+    # "Master" is the only name in every Slicer version: no SetAndObservePrimarySequenceNodeID exists
+    # (checked on slicer-core 5.11.0.2, 5.12.4.0 and 5.13 by Testing/test_slicer_files.py), and Slicer's
+    # own reader calls this one (Modules/Loadable/Sequences/qSlicerSequencesReader.cxx, load()).
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
 
 
 def _browse_together(sequences: Sequence["slicer.vtkMRMLSequenceNode"]) -> None:
