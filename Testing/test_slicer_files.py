@@ -259,3 +259,15 @@ def test_add_data_as_volume_of_a_4d_nifti(mrml_scene, tmp_path):
     else:
         assert node is not None and node.GetImageData().GetNumberOfScalarComponents() == 1
         assert world_samples(node) == file_samples(image, 0)  # frame 0 only, frames 1 and 2 dropped
+
+
+def test_4d_nifti_loads_in_a_stock_slicer_without_nibabel(mrml_scene, tmp_path, monkeypatch):
+    # A stock Slicer's Python has no nibabel (SuperBuild/External_python-*.cmake has none): the
+    # library's path then reads the NIfTI with SimpleITK, as Slicer's own readers do.
+    monkeypatch.setitem(sys.modules, "nibabel", None)  # import nibabel raises ImportError
+    monkeypatch.setattr(files, "slicer_reads_sequence", lambda path: False)  # the 5.4-5.10 path
+    image = cine_image(oblique_direction(), seed=6)
+    path = tmp_path / "stock.nii.gz"
+    sitk.WriteImage(image, str(path))
+    sequence = lsr.load_file(path, mrml_scene.scene)
+    assert_sequence_is_file(sequence, image)

@@ -91,8 +91,22 @@ def _read_sequence_with_slicer(path: Path, name: str, header, scene) -> "slicer.
 def _read_sequence_with_library(path: Path, name: str, scene) -> "slicer.vtkMRMLSequenceNode":
     """The 4D file read by the library (as the command line reads it) into a sequence, one volume node
     per frame with the file's exact geometry; index values from the time origin and spacing."""
-    from ..volume import read
-    sequence = sequence_from_volume(read(path), name, scene)
+    from ..volume import from_sitk, read
+    try:
+        import nibabel  # noqa: F401  (the library's NIfTI reader: refuses a truncated file)
+    except ImportError:
+        nibabel = None
+    if nibabel is None and str(path).lower().endswith((".nii", ".nii.gz")):
+        # A stock Slicer has no nibabel until the first-use installer adds it: read with SimpleITK,
+        # which is what Slicer's own readers (ITK) do with the file.
+        import SimpleITK as sitk
+        try:
+            volume = from_sitk(sitk.ReadImage(str(path)), source=str(path))
+        except RuntimeError:
+            raise LatentSRError(f"cannot read {path}") from None
+    else:
+        volume = read(path)
+    sequence = sequence_from_volume(volume, name, scene)
     sequence.SetIndexName("time")  # what Slicer's NIfTI sequence reader sets from the time unit
     sequence.SetIndexUnit("s")
     return sequence
