@@ -20,8 +20,8 @@ writes these)
 Slicer 5.4-5.8 read NRRD only, with vtkTeemNRRDReader (Modules/Loadable/Sequences/MRML/
 vtkMRMLVolumeSequenceStorageNode.cxx, ReadDataInternal), so they behave as 5.11.0.2 here for NIfTI.
 These tests run under the project's slicer-core and, when ``.venv-old`` exists
-(``bash scripts/setup_old_slicer.sh``), :func:`test_under_the_older_slicer_core` runs this file again
-under slicer-core 5.11.0.2.
+(``bash scripts/setup_old_slicer.sh``), :func:`test_under_the_older_slicer_core` runs this file and
+test_mrml.py again under slicer-core 5.11.0.2.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def test_browser_api_is_the_same_on_every_version():
 
 @pytest.mark.skipif(os.environ.get("LATENTSR_OLD_SLICER_RUN") == "1", reason="already the older slicer-core")
 def test_under_the_older_slicer_core():
-    """Runs this file again under .venv-old (slicer-core 5.11.0.2), where it exists.
+    """Runs this file and test_mrml.py again under .venv-old (slicer-core 5.11.0.2), where it exists.
 
     Create it with ``bash scripts/setup_old_slicer.sh`` (about 20 s; CI does so in .ci/run)."""
     if not OLD_VENV_PYTHON.exists():
@@ -237,7 +237,9 @@ def test_under_the_older_slicer_core():
                              capture_output=True, text=True, check=True).stdout.strip()
     assert tuple(int(p) for p in version.split(".")[:2]) < (5, 12), f".venv-old has slicer-core {version}"
     env = dict(os.environ, LATENTSR_OLD_SLICER_RUN="1", OMP_NUM_THREADS="1")
-    run = subprocess.run([str(OLD_VENV_PYTHON), "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider",
+    # This file, and test_mrml.py: every scene, sequence, browser and playback test of the Slicer glue.
+    run = subprocess.run([str(OLD_VENV_PYTHON), "-m", "pytest", __file__, str(ROOT / "Testing" / "test_mrml.py"),
+                          "-q", "-p", "no:cacheprovider",
                           "-W", "ignore::DeprecationWarning"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
     tail = run.stdout[-3000:]
