@@ -92,11 +92,10 @@ def proxy_volume(node: "slicer.vtkMRMLNode") -> "slicer.vtkMRMLVolumeNode | None
 
 
 def set_primary_sequence(browser: "slicer.vtkMRMLSequenceBrowserNode", sequence: "slicer.vtkMRMLSequenceNode") -> None:
-    """Make ``sequence`` the browser's master sequence (the one whose index values it steps through).
-
-    The method is ``SetAndObserveMasterSequenceNodeID`` in every Slicer release (5.4 to 5.12 and the
-    slicer-core wheels; ``Modules/Loadable/Sequences/MRML/vtkMRMLSequenceBrowserNode.h``): no "primary"
-    spelling exists, although the Sequences module's GUI says "primary"."""
+    """Make ``sequence`` the one ``browser`` steps through (its index values are the browser's)."""
+    # "Master" is the only name in every Slicer version: no SetAndObservePrimarySequenceNodeID exists
+    # (checked on slicer-core 5.11.0.2, 5.12.4.0 and 5.13 by Testing/test_slicer_files.py), and Slicer's
+    # own reader calls this one (Modules/Loadable/Sequences/qSlicerSequencesReader.cxx, load()).
     browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
 
 
