@@ -160,8 +160,13 @@ def find_studies(root: str | os.PathLike, skip: Callable[[Path], bool] = lambda 
     """
     folders = dicom_folders(root, skip)
     by_key: dict[tuple, list[tuple[Path, float]]] = {}
+    damaged = set()  # a folder with an unreadable header joins the study around it, whose reading names the file
     for folder in folders:
-        one = _one_position(folder)
+        try:
+            one = _one_position(folder)
+        except RuntimeError:
+            damaged.add(folder)
+            continue
         if one is not None:
             by_key.setdefault(one[0], []).append((folder, one[1]))
     study_of: dict[Path, Path] = {}
@@ -171,23 +176,25 @@ def find_studies(root: str | os.PathLike, skip: Callable[[Path], bool] = lambda 
         if len(members) < 2 or np.diff(positions).min() <= POSITION_TOLERANCE_MM:
             continue  # one position, or two series at one position: not one cine's positions
         ancestor = Path(os.path.commonpath(names))
-        if {f for f in folders if f == ancestor or ancestor in f.parents} == set(names):
-            study_of.update((folder, ancestor) for folder in names)
+        below = {f for f in folders if f == ancestor or ancestor in f.parents}
+        if below - damaged == set(names):
+            study_of.update((folder, ancestor) for folder in below)
     return sorted({study_of.get(folder, folder) for folder in folders})
 
 
 def _one_position(folder: Path) -> tuple[tuple, float] | None:
     """(study, frame of reference, orientation, size) and the position of a folder holding one series
     of several images at one slice position (a cine's position), else None. The first and last file
-    decide most folders (a 3D series differs there); only a candidate has every header read."""
+    decide most folders (a 3D series differs there); only a candidate has every header read.
+
+    Raises:
+        RuntimeError: a file's header cannot be read.
+    """
     files = [str(p) for p in _dicom_files(folder)]
     if len(files) < 2:
         return None
     for names in ([files[0], files[-1]], files):
-        try:
-            headers = _read_headers(names)
-        except RuntimeError:
-            return None  # a damaged file: reading the folder will name it
+        headers = _read_headers(names)  # RuntimeError for a damaged header: the caller decides
         if headers is None or len(_group_by_position(headers)) != 1 or len(_distinct(h.orientation for h in headers)) != 1:
             return None
         if len({(h.study, h.frame, h.size) for h in headers}) != 1:
