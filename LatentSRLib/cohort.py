@@ -159,7 +159,13 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
         _limit_threads(threads, learned)
         digest = input_sha256(study.input)
         volume = read(study.input, allow_external_data=options.allow_external_data)
-        record.factor = pipeline.choose_factor(volume, options.factor, options.spacing, options.axis, allow_copy=False)
+        try:
+            record.factor = pipeline.choose_factor(volume, options.factor, options.spacing, options.axis,
+                                                   allow_copy=False)
+        except pipeline.NothingToDo as nothing:  # not a failure, and no copy of the input: said in the manifest
+            record.status, record.notes = SKIPPED, [str(nothing)]
+            record.seconds = time.perf_counter() - started
+            return record
         output = study.output(record.factor)
         record.output = str(output)
         identity = options.identity(weights_sha256, record.factor)

@@ -33,6 +33,10 @@ WEIGHTS_KIND = {m.name: m.weights_kind for m in methods.REGISTRY if m.weights_ki
 LABELS = {m.name: m.label for m in methods.REGISTRY}
 
 
+class NothingToDo(LatentSRError):
+    """The factor would be 1 without being asked for: the result would be a copy of the input."""
+
+
 def method_function(method: str) -> Callable[[np.ndarray, int, tuple, Run], np.ndarray]:
     """The ``upsample`` of the method called ``method`` (case-insensitive)."""
     return methods.get(method).upsample
@@ -62,13 +66,13 @@ def choose_factor(volume: Volume, factor: int | None = None, spacing: float | No
             raise LatentSRError(f"the target spacing must be a positive, finite number of mm, got {spacing}")
         chosen = max(1, int(round(through / spacing)))
         if chosen == 1 and not allow_copy:
-            raise LatentSRError(f"nothing to do: slices {through:g} mm apart need no upsampling for a {spacing:g} mm "
+            raise NothingToDo(f"nothing to do: slices {through:g} mm apart need no upsampling for a {spacing:g} mm "
                                 "spacing (factor 1, a copy of the input); give a smaller spacing or a factor")
         return chosen
     inplane = min(s for i, s in enumerate(spacing_zyx) if i != axis)
     chosen = max(1, int(round(through / inplane)))
     if chosen == 1 and not allow_copy:
-        raise LatentSRError(f"nothing to do: the input is already near isotropic (slices {through:g} mm apart, "
+        raise NothingToDo(f"nothing to do: the input is already near isotropic (slices {through:g} mm apart, "
                             f"pixels {inplane:g} mm; factor 1, a copy of the input); give a factor to upsample anyway")
     return chosen
 

@@ -269,9 +269,13 @@ def test_an_explicit_factor_1_still_copies_and_a_folder_run_records_nothing_to_d
     source = tmp_path / "in" / "iso.nrrd"
     source.parent.mkdir()
     sitk.WriteImage(image(samples(), (1.0, 1.0, 1.0)), str(source))
+    sitk.WriteImage(image(samples()), str(tmp_path / "in" / "scan.nrrd"))
     code, err = run(capsys, source, tmp_path / "copy.nrrd", "--factor", "1")  # asked for: a copy
     assert code == 0, err
-    code, err = run(capsys, source.parent, tmp_path / "out/")
-    assert code == 2 and "nothing to do" in err, err
-    assert "nothing to do" in (tmp_path / "out" / "manifest.csv").read_text()
-    assert not list((tmp_path / "out").glob("*.nii.gz"))
+    # In a folder run the isotropic study is skipped with the reason (not a failure, not a copy); the other is done
+    code = main(["super-resolve", str(source.parent), "-o", f"{tmp_path / 'out'}/", "--method", "linear", "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "1 done, 1 skipped" in printed and f"note: {source}: nothing to do" in printed, printed
+    rows = {row.split(",")[0]: row for row in (tmp_path / "out" / "manifest.csv").read_text().splitlines()}
+    assert "skipped" in rows[str(source)] and "nothing to do" in rows[str(source)]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["scan_linear_x6.nii.gz"]  # round(8 / 1.25)

@@ -111,7 +111,7 @@ def run_cohort(args: argparse.Namespace, axis: int | None) -> int:
     records = run_super_resolve(args.input, args.output, options, workers=args.workers, scheduler=args.scheduler,
                                 progress=not args.quiet)
     count = {status: sum(r.status == status for r in records) for status in (DONE, SKIPPED, FAILED)}
-    print(f"{len(records)} stud{'y' if len(records) == 1 else 'ies'}: {count[DONE]} done, {count[SKIPPED]} skipped (already done), "
+    print(f"{len(records)} stud{'y' if len(records) == 1 else 'ies'}: {count[DONE]} done, {count[SKIPPED]} skipped (done before or nothing to do), "
           f"{count[FAILED]} failed; {Path(args.output) / MANIFEST_NAME}")
     return 0 if count[FAILED] == 0 else 2 if count[FAILED] == len(records) else 1
 
