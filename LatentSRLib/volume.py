@@ -25,6 +25,8 @@ from .intensity import label_values
 
 #: File name endings we can write (and read, along with DICOM folders).
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Image files a folder input takes: those, and NIfTI pairs by their header (``scan.hdr`` + ``scan.img``).
+READABLE_SUFFIXES = WRITABLE_SUFFIXES + (".hdr",)
 #: Names of label maps that sit beside images in ACDC / CMRxMotion folders: not images to process.
 MASK_MARKERS = ("_gt.", "-label.", "_seg.", "_label.")
 #: NIfTI-1 stores sizes as 16-bit integers (and ITK writes NIfTI-1).
@@ -144,9 +146,8 @@ def is_mask_file(path: str | os.PathLike) -> bool:
 def read(path: str | os.PathLike, allow_external_data: bool = False) -> Volume:
     """Read a 3D or 4D image file, or a DICOM series from a folder, whole.
 
-    Args:
-        allow_external_data: read a header's data file (NRRD, MetaImage, NIfTI pair) that lies
-            outside the header's folder; by default refused (:func:`.readers.check_data_files`).
+    ``allow_external_data``: read a header's data file that lies outside the header's folder
+    (refused by default: :func:`.readers.check_data_files`).
 
     Raises:
         LatentSRError: the path is missing, unreadable, truncated, not 3D/4D, multi-component, has
@@ -350,7 +351,7 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
             continue
         images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
                         and not atomic.is_temporary(p, entry)
-                        and any(p.name.lower().endswith(s) for s in WRITABLE_SUFFIXES))
+                        and any(p.name.lower().endswith(s) for s in READABLE_SUFFIXES))
         images = [p for p in images if not is_output_file(p)]
         if images:
             found.extend(images)
@@ -362,7 +363,7 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
 def volume_name(path: str | os.PathLike) -> str:
     """A file's name without its image suffix (``patient001_frame01``)."""
     name = Path(path).name
-    for suffix in WRITABLE_SUFFIXES + (".dcm",):
+    for suffix in READABLE_SUFFIXES + (".dcm",):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

@@ -90,6 +90,19 @@ def test_a_good_pair_is_super_resolved_with_its_slices_bit_for_bit(tmp_path, cap
     np.testing.assert_array_equal(result[::2], array)
 
 
+def test_a_folder_run_takes_a_pair_by_its_header_once(tmp_path, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    array = samples()
+    nifti_pair(folder, array)
+    code = main(["super-resolve", str(folder), "-o", f"{tmp_path / 'out'}/", "--method", "linear", "--factor", "2",
+                 "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").glob("*.nii.gz")] == ["scan_linear_x2.nii.gz"]
+    result = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "scan_linear_x2.nii.gz")))
+    np.testing.assert_array_equal(result[::2], array)
+
+
 # --- #4: every DICOM slice is read, or the run is refused naming the damaged file ---------------------
 
 def dicom_series(folder: Path, slices: int = 16) -> list[Path]:
