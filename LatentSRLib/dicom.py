@@ -289,7 +289,8 @@ def _read_cine(path: str | os.PathLike, groups: list[list[_Header]]) -> sitk.Ima
     counts = [len(group) for group in groups]
     if len(groups) == 1:  # e.g. one of a Siemens cine's series, each in a folder of its own
         raise LatentSRError(f"{path}: one slice position ({counts[0]} phases): through-plane super-resolution "
-                            "needs the cine's other positions; put the series of all its slice positions in one folder")
+                            "needs the cine's other positions; put the series of all its slice positions in one folder, "
+                            "or give the folder that holds their folders")
     if min(counts) == 1:  # mostly single images: a 3D series with repeated slices, not a cine
         repeated = sum(count > 1 for count in counts)
         raise LatentSRError(f"{path}: {repeated} of {len(counts)} slice positions hold more than one image: "

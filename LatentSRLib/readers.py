@@ -113,7 +113,7 @@ def check_header(path: Path, allow_external_data: bool = False) -> None:
     """
     name = str(path).lower()
     if name.endswith((".nrrd", ".nhdr")):
-        fields, data_files = _nrrd_header(path, detached=name.endswith(".nhdr"))
+        fields, data_files = _nrrd_header(path)
         kinds = fields.get("kinds", "").split()
         spatial = [i for i, kind in enumerate(kinds) if kind.lower() in ("domain", "space")] if kinds else None
         values = None
@@ -129,7 +129,7 @@ def check_header(path: Path, allow_external_data: bool = False) -> None:
                 values = [values[i] for i in spatial if i < len(values)]
             _spacing_problem(path, values[:3], field)
     elif name.endswith((".mha", ".mhd")):
-        fields, data_files = _meta_header(path, detached=name.endswith(".mhd"))
+        fields, data_files = _meta_header(path)
         for key in ("ElementSpacing", "ElementSize"):
             if key.lower() in fields:
                 _spacing_problem(path, [_number(v) for v in fields[key.lower()].split()][:3], key)
@@ -158,15 +158,10 @@ def check_data_files(header: Path, names: list[str], allow_external_data: bool =
                                 "reads it anyway)")
 
 
-def _read_header_bytes(path: Path, detached: bool, end: "re.Pattern[bytes]") -> bytes:
-    """The text header: a detached header file whole, else everything before ``end`` (inclusive),
-    read in blocks up to :data:`MAX_HEADER_BYTES`."""
+def _read_header_bytes(path: Path, end: "re.Pattern[bytes]") -> bytes:
+    """The text header: everything up to ``end`` (inclusive) or the end of the file, read in blocks,
+    at most :data:`MAX_HEADER_BYTES`."""
     with open(path, "rb") as handle:
-        if detached:
-            text = handle.read(MAX_HEADER_BYTES + 1)
-            if len(text) > MAX_HEADER_BYTES:
-                raise LatentSRError(f"{path}: a header larger than {MAX_HEADER_BYTES >> 20} MB is not an image header")
-            return text
         text = b""
         while True:
             block = handle.read(1 << 16)
@@ -181,9 +176,9 @@ def _read_header_bytes(path: Path, detached: bool, end: "re.Pattern[bytes]") -> 
                 raise LatentSRError(f"{path}: no end of the header in its first {MAX_HEADER_BYTES >> 20} MB")
 
 
-def _nrrd_header(path: Path, detached: bool) -> tuple[dict[str, str], list[str]]:
+def _nrrd_header(path: Path) -> tuple[dict[str, str], list[str]]:
     """NRRD header fields (keys in lower case) and the data files it names."""
-    head = _read_header_bytes(path, detached, re.compile(rb"\r?\n\r?\n"))
+    head = _read_header_bytes(path, re.compile(rb"\r?\n\r?\n"))
     fields, data_files, listing = {}, [], False
     for line in head.decode("latin-1").splitlines()[1:]:
         if not line.strip():  # the end of the header, as for ITK's reader (teem)
@@ -202,13 +197,13 @@ def _nrrd_header(path: Path, detached: bool) -> tuple[dict[str, str], list[str]]
     return fields, data_files
 
 
-def _meta_header(path: Path, detached: bool) -> tuple[dict[str, str], list[str]]:
+def _meta_header(path: Path) -> tuple[dict[str, str], list[str]]:
     """MetaImage header fields (keys in lower case) and the data files its ElementDataFile names."""
     end = re.compile(rb"(?im)^[ \t]*ElementDataFile[ \t]*=[^\n]*\n")
-    head = _read_header_bytes(path, detached, end)
+    head = _read_header_bytes(path, end)
     lines = head.decode("latin-1").splitlines()
     fields: dict[str, str] = {}
-    for number, line in enumerate(lines):
+    for line in lines:
         key, _, value = line.partition("=")
         key, value = key.strip().lower(), value.strip()
         fields[key] = value
@@ -216,8 +211,7 @@ def _meta_header(path: Path, detached: bool) -> tuple[dict[str, str], list[str]]
             if value.upper() == "LOCAL":
                 return fields, []
             if value.split()[:1] == ["LIST"]:  # the file names follow, one a line
-                rest = lines[number + 1:] if detached else _rest_of_file(path, len(head))
-                return fields, [name.strip() for name in rest if name.strip()]
+                return fields, [name.strip() for name in _rest_of_file(path, len(head)) if name.strip()]
             return fields, _data_file_names(path, value)
     return fields, []
 

@@ -173,6 +173,21 @@ def test_a_data_file_outside_the_header_folder_is_refused_unless_allowed(tmp_pat
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out)))[::2], theirs)
 
 
+@pytest.mark.parametrize("suffix, field", [
+    (".nhdr", "data file: LIST\nscan.raw\n../elsewhere/scan.raw"),
+    (".nhdr", "data file: ../elsewhere/slice%d.raw 1 6 1 2"),
+    (".mhd", "ElementDataFile = LIST\nscan.raw\n../elsewhere/scan.raw"),
+    (".mhd", "ElementDataFile = ../elsewhere/slice%d.raw 1 6 1")], ids=["nrrd-list", "nrrd-pattern", "mhd-list",
+                                                                      "mhd-pattern"])
+def test_data_file_lists_and_patterns_are_checked_too(tmp_path, capsys, suffix, field):
+    header, _ = detached(tmp_path / "given", suffix)
+    detached(tmp_path / "elsewhere", suffix)
+    point_data_file(header, "PLACEHOLDER")
+    header.write_text(header.read_text().replace(
+        "data file: PLACEHOLDER" if suffix == ".nhdr" else "ElementDataFile = PLACEHOLDER", field))
+    refused(capsys, header, tmp_path / "result.nrrd", "outside the header's folder")
+
+
 @pytest.mark.parametrize("suffix", [".nhdr", ".mhd"])
 def test_a_data_file_that_is_a_link_out_of_the_folder_is_refused(tmp_path, capsys, suffix):
     header, _ = detached(tmp_path / "given", suffix)
