@@ -57,6 +57,7 @@ class Options:
     overwrite: bool = False
     clip: bool | None = None
     resampling_check: bool = True
+    allow_external_data: bool = False  # read a header's data file outside its folder (not a sample option)
 
     def identity(self, weights_sha256: str, factor: int) -> dict[str, Any]:
         """What must match for a finished output to be reused: everything that changes its samples,
@@ -157,8 +158,14 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
     try:
         _limit_threads(threads, learned)
         digest = input_sha256(study.input)
-        volume = read(study.input)
-        record.factor = pipeline.choose_factor(volume, options.factor, options.spacing, options.axis)
+        volume = read(study.input, allow_external_data=options.allow_external_data)
+        try:
+            record.factor = pipeline.choose_factor(volume, options.factor, options.spacing, options.axis,
+                                                   allow_copy=False)
+        except pipeline.NothingToDo as nothing:  # not a failure, and no copy of the input: said in the manifest
+            record.status, record.notes = SKIPPED, [str(nothing)]
+            record.seconds = time.perf_counter() - started
+            return record
         output = study.output(record.factor)
         record.output = str(output)
         identity = options.identity(weights_sha256, record.factor)

@@ -21,7 +21,7 @@ import dataclasses
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -40,6 +40,8 @@ GAP_TOLERANCE = 0.01
 ORIENTATION_TOLERANCE = 1e-4
 
 _POSITION, _ORIENTATION = "0020|0032", "0020|0037"
+#: StudyInstanceUID, FrameOfReferenceUID: series in several folders are one cine only if these agree.
+_UIDS = ("0020|000d", "0020|0052")
 #: Tags that order the phases of one slice position, in order of preference.
 _PHASE_KEYS = {"TriggerTime": "0018|1060", "TemporalPositionIdentifier": "0020|0100", "InstanceNumber": "0020|0013"}
 
@@ -53,6 +55,8 @@ class _Header:
     position: float  # ImagePositionPatient projected on the slice normal (mm)
     size: tuple[int, ...]
     phase: dict[str, float]  # the _PHASE_KEYS present in the header, as numbers
+    study: str = ""  # StudyInstanceUID
+    frame: str = ""  # FrameOfReferenceUID
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
@@ -76,28 +80,39 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
 def read_folder(path: str | os.PathLike) -> sitk.Image:
     """The DICOM series in the folder ``path`` as a 3D image or (a cine) a 4D image, time last.
 
+    A folder without DICOM files of its own is read from the folders below it that hold them: the
+    export of a cine with one series per slice position, each in a folder of its own (Siemens). Every
+    DICOM file found must be read: a damaged one is refused, never left out of the stack.
+
     A cine's frames are ordered by TriggerTime (else TemporalPositionIdentifier, else
     InstanceNumber); its time spacing and origin are the median trigger-time step and the first
     frame's trigger time, in seconds (ITK's time unit, which NIfTI files declare), else 1 and 0.
 
     Raises:
-        LatentSRError: no series; several series that are not the slice positions of one cine;
-            mixed orientations; unevenly spaced slice positions; an incomplete cine; phases that
-            cannot be told apart; frames of different geometry.
+        LatentSRError: no series; a DICOM file no series holds (damaged); several series that are
+            not the slice positions of one cine (in sub-folders: also of one study and frame of
+            reference); mixed orientations; unevenly spaced slice positions; an incomplete cine;
+            phases that cannot be told apart; frames of different geometry.
         RuntimeError: ITK could not read a file (the caller words it).
     """
-    folder = str(path)
+    folder = Path(path)
+    places = [folder] if _dicom_files(folder) else dicom_folders(folder)
     series_reader = sitk.ImageSeriesReader()
-    series = series_reader.GetGDCMSeriesIDs(folder)
-    if not series:
+    files: list[list[str]] = []
+    for place in places:
+        found = [list(series_reader.GetGDCMSeriesFileNames(str(place), uid))
+                 for uid in series_reader.GetGDCMSeriesIDs(str(place))]
+        _check_every_file_is_read(place, found)
+        files.extend(found)
+    if not files:
         raise LatentSRError(f"{path} is a folder without a DICOM series")
-    files = [list(series_reader.GetGDCMSeriesFileNames(folder, uid)) for uid in series]
-    if len(series) > 1:
-        groups = _single_position_cines(files)
+    if len(files) > 1:
+        groups = _single_position_cines(files, one_study=len(places) > 1)
         if groups is None:  # silently taking the first would process the wrong scan
             counts = ", ".join(f"{len(names)} files" for names in files[:5])
-            raise LatentSRError(f"{path} holds {len(series)} DICOM series ({counts}"
-                                f"{', ...' if len(series) > 5 else ''}): put each in a folder of its own")
+            where = f" in {len(places)} folders, not one study's cine" if len(places) > 1 else ""
+            raise LatentSRError(f"{path} holds {len(files)} DICOM series ({counts}{', ...' if len(files) > 5 else ''})"
+                                f"{where}: put each in a folder of its own")
         return _read_cine(path, groups)
     headers = _read_headers(files[0])
     if headers is None:  # no usable geometry tags (or multi-frame files): read it as GDCM does
@@ -111,6 +126,82 @@ def read_folder(path: str | os.PathLike) -> sitk.Image:
         _check_even_spacing(path, [group[0].position for group in groups])
         return _read_files(files[0])  # GDCM's order: exactly the geometry ITK and Slicer give it
     return _read_cine(path, groups)
+
+
+def _dicom_files(folder: Path) -> list[Path]:
+    """The DICOM files directly in ``folder`` (:func:`is_dicom_file`)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_dicom_file(p))
+
+
+def dicom_folders(root: str | os.PathLike, skip: Callable[[Path], bool] = lambda p: False) -> list[Path]:
+    """The folders at or below ``root`` that hold DICOM files (but those ``skip`` names)."""
+    return sorted({p.parent for p in Path(root).rglob("*") if p.is_file() and not skip(p) and is_dicom_file(p)})
+
+
+def _check_every_file_is_read(folder: Path, series: list[list[str]]) -> None:
+    """Refuse a DICOM file in ``folder`` that GDCM left out of every series: it drops a damaged file
+    (truncated, zero bytes, a broken header) without a word, and a damaged first or last slice then
+    goes unnoticed (the remaining positions are still evenly spaced)."""
+    held = {os.path.basename(name) for names in series for name in names}
+    left_out = [p for p in _dicom_files(folder) if p.name not in held]
+    if left_out:
+        more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+        raise LatentSRError(f"{left_out[0]}{more}: a DICOM file that cannot be read as an image of the series "
+                            "(damaged or truncated?): refusing to leave a slice out; remove it if it does not belong")
+
+
+def find_studies(root: str | os.PathLike, skip: Callable[[Path], bool] = lambda p: False) -> list[Path]:
+    """The DICOM studies below ``root``, each as the folder to read (:func:`read_folder`).
+
+    A folder of DICOM files is a study, except that the folders of one cine's slice positions (each
+    one position's phases, all of one StudyInstanceUID, FrameOfReferenceUID, orientation and image
+    size, at distinct positions) make one study together: the folder that holds just them. What the
+    DICOM says makes a study, not how an export named its folders.
+    """
+    folders = dicom_folders(root, skip)
+    by_key: dict[tuple, list[tuple[Path, float]]] = {}
+    damaged = set()  # a folder with an unreadable header joins the study around it, whose reading names the file
+    for folder in folders:
+        try:
+            one = _one_position(folder)
+        except RuntimeError:
+            damaged.add(folder)
+            continue
+        if one is not None:
+            by_key.setdefault(one[0], []).append((folder, one[1]))
+    study_of: dict[Path, Path] = {}
+    for members in by_key.values():
+        names = [folder for folder, _ in members]
+        positions = sorted(position for _, position in members)
+        if len(members) < 2 or np.diff(positions).min() <= POSITION_TOLERANCE_MM:
+            continue  # one position, or two series at one position: not one cine's positions
+        ancestor = Path(os.path.commonpath(names))
+        below = {f for f in folders if f == ancestor or ancestor in f.parents}
+        if below - damaged == set(names):
+            study_of.update((folder, ancestor) for folder in below)
+    return sorted({study_of.get(folder, folder) for folder in folders})
+
+
+def _one_position(folder: Path) -> tuple[tuple, float] | None:
+    """(study, frame of reference, orientation, size) and the position of a folder holding one series
+    of several images at one slice position (a cine's position), else None. The first and last file
+    decide most folders (a 3D series differs there); only a candidate has every header read.
+
+    Raises:
+        RuntimeError: a file's header cannot be read.
+    """
+    files = [str(p) for p in _dicom_files(folder)]
+    if len(files) < 2:
+        return None
+    for names in ([files[0], files[-1]], files):
+        headers = _read_headers(names)  # RuntimeError for a damaged header: the caller decides
+        if headers is None or len(_group_by_position(headers)) != 1 or len(_distinct(h.orientation for h in headers)) != 1:
+            return None
+        if len({(h.study, h.frame, h.size) for h in headers}) != 1:
+            return None
+    first = headers[0]
+    key = (first.study, first.frame, tuple(np.round(first.orientation, 3)), first.size)
+    return key, first.position
 
 
 def _read_headers(files: Sequence[str]) -> list[_Header] | None:
@@ -142,7 +233,8 @@ def _read_headers(files: Sequence[str]) -> list[_Header] | None:
                 except ValueError:
                     pass  # an empty or odd value is as good as absent
         normal = np.cross(orientation[:3], orientation[3:])  # the slice axis ITK and GDCM use
-        headers.append(_Header(file, orientation, float(position @ normal), tuple(size[:2]), phase))
+        study, frame = (reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else "" for tag in _UIDS)
+        headers.append(_Header(file, orientation, float(position @ normal), tuple(size[:2]), phase, study, frame))
     return headers
 
 
@@ -166,11 +258,12 @@ def _group_by_position(headers: list[_Header]) -> list[list[_Header]]:
     return groups
 
 
-def _single_position_cines(files: list[list[str]]) -> list[list[_Header]] | None:
+def _single_position_cines(files: list[list[str]], one_study: bool = False) -> list[list[_Header]] | None:
     """All headers of several series grouped by slice position (:func:`_group_by_position`) if each
     series is one slice position's cine (Siemens), else None.
 
-    The series must share orientation and image size, at distinct positions. Their numbers of
+    The series must share orientation and image size (with ``one_study``, series gathered from
+    several folders, also StudyInstanceUID and FrameOfReferenceUID), at distinct positions. Their numbers of
     phases may differ: :func:`_read_cine` then names the counts (an incomplete cine), which says
     more than "several series".
     """
@@ -181,6 +274,8 @@ def _single_position_cines(files: list[list[str]]) -> list[list[_Header]] | None
             return None
         pooled.extend(headers)
     if len(_distinct(h.orientation for h in pooled)) > 1 or len({h.size for h in pooled}) > 1:
+        return None
+    if one_study and len({(h.study, h.frame) for h in pooled}) > 1:
         return None
     groups = _group_by_position(pooled)
     if len(groups) != len(files):  # two series at one position: not one cine
@@ -194,7 +289,8 @@ def _read_cine(path: str | os.PathLike, groups: list[list[_Header]]) -> sitk.Ima
     counts = [len(group) for group in groups]
     if len(groups) == 1:  # e.g. one of a Siemens cine's series, each in a folder of its own
         raise LatentSRError(f"{path}: one slice position ({counts[0]} phases): through-plane super-resolution "
-                            "needs the cine's other positions; put the series of all its slice positions in one folder")
+                            "needs the cine's other positions; put the series of all its slice positions in one folder, "
+                            "or give the folder that holds their folders")
     if min(counts) == 1:  # mostly single images: a 3D series with repeated slices, not a cine
         repeated = sum(count > 1 for count in counts)
         raise LatentSRError(f"{path}: {repeated} of {len(counts)} slice positions hold more than one image: "
@@ -238,9 +334,21 @@ def _check_even_spacing(path: str | os.PathLike, positions: Sequence[float]) -> 
 
 
 def _read_files(files: Sequence[str]) -> sitk.Image:
+    """The files as one stack; a file whose pixels cannot be decoded is named."""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(files))
-    return reader.Execute()
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        single = sitk.ImageFileReader()
+        for file in files:  # ITK's message may not say which slice failed
+            single.SetFileName(file)
+            try:
+                single.Execute()
+            except RuntimeError:
+                raise LatentSRError(f"{file}: its image cannot be decoded (damaged or truncated?): "
+                                    "refusing to leave a slice out") from None
+        raise
 
 
 def _same_geometry(a: sitk.Image, b: sitk.Image) -> bool:

@@ -33,13 +33,25 @@ class PercentileScaling:
                 high = low + 1.0
         return cls(float(low), float(high))
 
+    @classmethod
+    def unit(cls, array: np.ndarray) -> "PercentileScaling":
+        """The identity for samples float32 carries (the methods' working type), else a pure scale by
+        the largest magnitude: float64 samples near 1e300 would become infinite in float32, and near
+        1e-300 zero. A pure scale keeps the samples' units for methods that are not shift-invariant."""
+        values = np.asarray(array)
+        if values.dtype == np.float32 or values.size == 0:
+            return cls(0.0, 1.0)
+        peak = float(np.max(np.abs(values)))
+        return cls(0.0, peak) if np.isfinite(peak) and (peak > 1e30 or 0 < peak < 1e-30) else cls(0.0, 1.0)
+
     def forward(self, array: np.ndarray, clip: bool = False) -> np.ndarray:
         """Scale into [0, 1] (clipped only with ``clip``: the inverse is exact only without it)."""
         scaled = ((np.asarray(array, dtype=np.float64) - self.low) / (self.high - self.low)).astype(np.float32)
         return np.clip(scaled, 0.0, 1.0) if clip else scaled
 
-    def inverse(self, scaled: np.ndarray) -> np.ndarray:
-        return (np.asarray(scaled, dtype=np.float64) * (self.high - self.low) + self.low).astype(np.float32)
+    def inverse(self, scaled: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
+        """Back into the input's units, as ``dtype`` (the input's carrier: float64 keeps what float32 cannot)."""
+        return (np.asarray(scaled, dtype=np.float64) * (self.high - self.low) + self.low).astype(dtype)
 
 
 def normalise(array: np.ndarray, clip: bool = False) -> tuple[np.ndarray, PercentileScaling]:

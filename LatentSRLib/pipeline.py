@@ -33,18 +33,24 @@ WEIGHTS_KIND = {m.name: m.weights_kind for m in methods.REGISTRY if m.weights_ki
 LABELS = {m.name: m.label for m in methods.REGISTRY}
 
 
+class NothingToDo(LatentSRError):
+    """The factor would be 1 without being asked for: the result would be a copy of the input."""
+
+
 def method_function(method: str) -> Callable[[np.ndarray, int, tuple, Run], np.ndarray]:
     """The ``upsample`` of the method called ``method`` (case-insensitive)."""
     return methods.get(method).upsample
 
 
 def choose_factor(volume: Volume, factor: int | None = None, spacing: float | None = None,
-                  axis: int | None = None) -> int:
+                  axis: int | None = None, allow_copy: bool = True) -> int:
     """The integer upsampling factor along the slice axis.
 
     With neither ``factor`` nor ``spacing``: as near isotropic as an integer allows,
     round(slice spacing / finest in-plane spacing), at least 1. With ``spacing`` (mm):
-    round(slice spacing / spacing).
+    round(slice spacing / spacing). Without ``allow_copy``, a factor of 1 that was not asked for (a
+    target spacing not below the slice spacing, a near-isotropic input) is refused: the result
+    would be a copy of the input, which is not what anyone running super-resolution wants.
     """
     axis = slice_axis(volume) if axis is None else axis
     spacing_zyx = volume.spacing[::-1]
@@ -58,9 +64,17 @@ def choose_factor(volume: Volume, factor: int | None = None, spacing: float | No
     if spacing is not None:
         if not (0 < spacing < np.inf and through / spacing < np.inf):  # NaN, inf and 1e-320 too
             raise LatentSRError(f"the target spacing must be a positive, finite number of mm, got {spacing}")
-        return max(1, int(round(through / spacing)))
+        chosen = max(1, int(round(through / spacing)))
+        if chosen == 1 and not allow_copy:
+            raise NothingToDo(f"nothing to do: slices {through:g} mm apart need no upsampling for a {spacing:g} mm "
+                                "spacing (factor 1, a copy of the input); give a smaller spacing or a factor")
+        return chosen
     inplane = min(s for i, s in enumerate(spacing_zyx) if i != axis)
-    return max(1, int(round(through / inplane)))
+    chosen = max(1, int(round(through / inplane)))
+    if chosen == 1 and not allow_copy:
+        raise NothingToDo(f"nothing to do: the input is already near isotropic (slices {through:g} mm apart, "
+                            f"pixels {inplane:g} mm; factor 1, a copy of the input); give a factor to upsample anyway")
+    return chosen
 
 
 def output_geometry(volume: Volume, factor: int, axis: int) -> tuple[float, float, float]:
@@ -108,7 +122,8 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
     # Learned models work on percentile-normalised intensities. Conventional methods run in the input's
     # own units: ITK's Lanczos weights do not sum to one, so it is not shift-invariant, and results must
     # match SimpleITK on the user's data.
-    scaling = PercentileScaling.fit(volume.array) if chosen.normalised else PercentileScaling(0.0, 1.0)
+    # Methods compute in float32; a float64 input (:func:`.volume.carrier_dtype`) comes back as float64.
+    scaling = PercentileScaling.fit(volume.array) if chosen.normalised else PercentileScaling.unit(volume.array)
     # Slice axis to Z (array axis 1 of T, Z, Y, X); back afterwards.
     array = np.moveaxis(scaling.forward(volume.array), 1 + axis, 1)
     spacing_zyx = tuple(np.array(volume.spacing[::-1])[[axis] + [i for i in range(3) if i != axis]])
@@ -117,7 +132,7 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
     expected = (array.shape[0], (array.shape[1] - 1) * factor + 1, *array.shape[2:])
     if result.shape != expected:
         raise AssertionError(f"method {chosen.name} returned {result.shape}, expected {expected}")
-    result = np.moveaxis(scaling.inverse(result), 1, 1 + axis)
+    result = np.moveaxis(scaling.inverse(result, volume.array.dtype), 1, 1 + axis)
     if run.confidence is not None:  # the method's trust map, on the output grid like the result
         run.confidence = dataclasses.replace(volume.with_array(
             np.ascontiguousarray(np.moveaxis(run.confidence, 1, 1 + axis), dtype=np.float32), out_spacing),
@@ -125,9 +140,9 @@ def super_resolve(volume: Volume, method: str, factor: int | None = None, spacin
     if run.clip if run.clip is not None else chosen.learned:
         result = clip_to_input_range(result, volume.array)
     if run.keep_original:
-        # Acquired slices are the input's own samples, bit for bit (no round trip through scaling).
+        # Acquired slices are the input's own samples, bit for bit (no round trip through scaling or float32).
         index = [slice(None)] * 4
         index[1 + axis] = slice(None, None, factor)
         result[tuple(index)] = volume.array
     run.report(1.0)
-    return volume.with_array(np.ascontiguousarray(result, dtype=np.float32), out_spacing)
+    return volume.with_array(np.ascontiguousarray(result, dtype=volume.array.dtype), out_spacing)

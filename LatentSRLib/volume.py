@@ -1,10 +1,11 @@
 """Volumes in memory and on disk.
 
-A :class:`Volume` is a float32 array shaped (T, Z, Y, X) plus the 3D geometry of one frame in ITK
-conventions (LPS, spacing/origin in mm, direction columns = axis directions). 3D images have T=1.
+A :class:`Volume` is an array shaped (T, Z, Y, X) (float32, or float64 for pixel types float32 cannot
+hold exactly: :func:`carrier_dtype`) plus the 3D geometry of one frame in ITK conventions (LPS, spacing/origin in mm, direction columns = axis directions). 3D images have T=1.
 Files are read and written with SimpleITK: NIfTI, NRRD, MHA/MHD, and read from DICOM folders (a 3D
 series or a cine, :mod:`.dicom`); 4D files keep time as their last axis. Reading refuses what cannot
-be read whole (:mod:`.readers`: truncated files, NaN/Inf samples, zero or NaN spacing); writing is
+be read whole or only what was given (:mod:`.readers`: truncated files, NaN/Inf samples, zero or NaN
+spacing, data files outside their header's folder, damaged DICOM slices); writing is
 exclusive and atomic (:mod:`.atomic`).
 """
 
@@ -24,6 +25,8 @@ from .intensity import label_values
 
 #: File name endings we can write (and read, along with DICOM folders).
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Image files a folder input takes: those, and NIfTI pairs by their header (``scan.hdr`` + ``scan.img``).
+READABLE_SUFFIXES = WRITABLE_SUFFIXES + (".hdr",)
 #: Names of label maps that sit beside images in ACDC / CMRxMotion folders: not images to process.
 MASK_MARKERS = ("_gt.", "-label.", "_seg.", "_label.")
 #: NIfTI-1 stores sizes as 16-bit integers (and ITK writes NIfTI-1).
@@ -38,10 +41,11 @@ sitk.ProcessObject.SetGlobalWarningDisplay(False)
 
 @dataclasses.dataclass
 class Volume:
-    """An image as (T, Z, Y, X) float32 samples with its geometry.
+    """An image as (T, Z, Y, X) samples with its geometry.
 
     Attributes:
-        array: samples, shape (T, Z, Y, X), float32. T=1 for a 3D image.
+        array: samples, shape (T, Z, Y, X), in :func:`carrier_dtype` of ``pixel_type`` (float32, or
+            float64 where float32 would change a value). T=1 for a 3D image.
         spacing: (x, y, z) voxel size in mm (ITK order, i.e. reversed array axes).
         origin: (x, y, z) position of the first voxel centre in LPS mm.
         direction: 3x3 matrix whose columns are the x, y, z axis directions (LPS).
@@ -61,7 +65,8 @@ class Volume:
     is_4d: bool = False
 
     def __post_init__(self) -> None:
-        self.array = np.asarray(self.array, dtype=np.float32)
+        self.pixel_type = np.dtype(self.pixel_type)
+        self.array = np.asarray(self.array, dtype=carrier_dtype(self.pixel_type))
         if self.array.ndim == 3:
             self.array = self.array[None]
         if self.array.ndim != 4:
@@ -69,7 +74,6 @@ class Volume:
         self.spacing = tuple(float(s) for s in self.spacing)
         self.origin = tuple(float(o) for o in self.origin)
         self.direction = np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
-        self.pixel_type = np.dtype(self.pixel_type)
 
     @property
     def n_frames(self) -> int:
@@ -85,12 +89,19 @@ class Volume:
                                    direction=self.direction.copy())
 
     def frame_image(self, t: int = 0) -> sitk.Image:
-        """Frame ``t`` as a 3D SimpleITK image with this volume's geometry (float32)."""
+        """Frame ``t`` as a 3D SimpleITK image with this volume's geometry (in the array's dtype)."""
         image = sitk.GetImageFromArray(self.array[t])
         image.SetSpacing(self.spacing)
         image.SetOrigin(self.origin)
         image.SetDirection(self.direction.flatten().tolist())
         return image
+
+
+def carrier_dtype(pixel_type: np.dtype) -> np.dtype:
+    """The dtype a :class:`Volume` holds samples of ``pixel_type`` in: float32 where it holds every value
+    exactly (8- and 16-bit integers, float16, float32), else float64 (int32, float64, int64 up to 2**53),
+    so that validity checks see the input's own values and acquired slices go back bit for bit."""
+    return np.dtype(np.float32 if np.can_cast(np.dtype(pixel_type), np.float32, "safe") else np.float64)
 
 
 def slice_axis(volume: Volume) -> int:
@@ -132,13 +143,17 @@ def is_mask_file(path: str | os.PathLike) -> bool:
     return any(marker in name for marker in MASK_MARKERS)
 
 
-def read(path: str | os.PathLike) -> Volume:
+def read(path: str | os.PathLike, allow_external_data: bool = False) -> Volume:
     """Read a 3D or 4D image file, or a DICOM series from a folder, whole.
+
+    ``allow_external_data``: read a header's data file that lies outside the header's folder
+    (refused by default: :func:`.readers.check_data_files`).
 
     Raises:
         LatentSRError: the path is missing, unreadable, truncated, not 3D/4D, multi-component, has
-            NaN/Inf samples, or a zero, NaN or infinite voxel spacing; a DICOM folder that is not one
-            evenly spaced stack or one complete cine (see :func:`.dicom.read_folder`).
+            NaN/Inf samples, or a zero, NaN or infinite voxel spacing; a data file outside its header's
+            folder; a DICOM folder with a damaged file or that is not one evenly spaced stack or one
+            complete cine (see :func:`.dicom.read_folder`).
     """
     path = Path(path)
     if not path.exists():
@@ -147,11 +162,11 @@ def read(path: str | os.PathLike) -> Volume:
         if path.is_dir():  # a 3D series or a cine, one series or one per slice position
             volume = from_sitk(dicom.read_folder(path), source=str(path))
         elif readers.is_nifti(path):
-            array, header = readers.read_nifti(path)
+            array, header = readers.read_nifti(path, allow_external_data)
             volume = _from_parts(array, header.GetDimension(), header.GetSpacing(), header.GetOrigin(),
                                  header.GetDirection(), str(path))
         else:
-            readers.check_header_spacing(path)
+            readers.check_header(path, allow_external_data)
             volume = from_sitk(sitk.ReadImage(str(path)), source=str(path))
     except RuntimeError as error:
         first = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
@@ -181,15 +196,19 @@ def _from_parts(array: np.ndarray, dim: int, spacing: Sequence[float], origin: S
                 direction: Sequence[float], source: str, size: Sequence[int] | None = None) -> Volume:
     """A :class:`Volume` from samples in ITK's numpy order (..., z, y, x) and ITK geometry."""
     pixel_type = array.dtype
+    if pixel_type.kind in "iu" and pixel_type.itemsize == 8 and array.size and (
+            array.max() > 2**53 or array.min() < -2**53):  # float64 (the carrier) holds integers up to 2**53
+        raise LatentSRError(f"{source} holds 64-bit integers beyond 2**53, which cannot be processed exactly")
+    carrier = carrier_dtype(pixel_type)
     if dim == 2:
         raise LatentSRError(f"{source} is a 2D image ({tuple(size or array.shape[::-1])}): "
                             "a 3D volume or 4D cine is needed")
     if dim == 3:
-        return Volume(array[None].astype(np.float32), spacing, origin, np.array(direction).reshape(3, 3),
+        return Volume(array[None].astype(carrier), spacing, origin, np.array(direction).reshape(3, 3),
                       pixel_type)
     if dim == 4:
         direction4 = np.array(direction).reshape(4, 4)
-        return Volume(array.astype(np.float32), spacing[:3], origin[:3], direction4[:3, :3], pixel_type,
+        return Volume(array.astype(carrier), spacing[:3], origin[:3], direction4[:3, :3], pixel_type,
                       time_spacing=spacing[3], time_origin=origin[3], is_4d=True)
     raise LatentSRError(f"{source} has {dim} dimensions; 3D or 4D are supported")
 
@@ -320,7 +339,8 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
     In folders, LatentSR's own outputs (files :func:`write` tagged) and staging entries of
     interrupted writes (``.latentsr-*``) are skipped too. A folder holding DICOM files (``.dcm`` or
-    extensionless, :func:`.dicom.is_dicom_file`; and no other images) counts as one study.
+    extensionless, :func:`.dicom.is_dicom_file`; and no other images) counts as one study, and so does
+    a folder holding just the per-position series folders of one cine (:func:`.dicom.find_studies`).
     """
     found: list[Path] = []
     for entry in map(Path, paths):
@@ -331,13 +351,12 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
             continue
         images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
                         and not atomic.is_temporary(p, entry)
-                        and any(p.name.lower().endswith(s) for s in WRITABLE_SUFFIXES))
+                        and any(p.name.lower().endswith(s) for s in READABLE_SUFFIXES))
         images = [p for p in images if not is_output_file(p)]
         if images:
             found.extend(images)
-        else:  # every folder holding DICOM files, with or without the .dcm extension, is one study
-            found.extend(sorted({p.parent for p in entry.rglob("*") if p.is_file()
-                                 and not atomic.is_temporary(p, entry) and dicom.is_dicom_file(p)}))
+        else:  # DICOM files, with or without the .dcm extension: studies as the DICOM says (.dicom.find_studies)
+            found.extend(dicom.find_studies(entry, skip=lambda p: atomic.is_temporary(p, entry)))
     return found
 
 
@@ -345,7 +364,7 @@ def volume_name(path: str | os.PathLike) -> str:
     """A file's name without its image suffix (``patient001_frame01``); ``cine.seq.nrrd`` is "cine",
     as Slicer names a volume sequence (``.seq`` marks a sequence file, not part of its name)."""
     name = Path(path).name
-    for suffix in (".seq.nrrd", ".seq.nhdr") + WRITABLE_SUFFIXES + (".dcm",):
+    for suffix in (".seq.nrrd", ".seq.nhdr") + READABLE_SUFFIXES + (".dcm",):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

@@ -168,3 +168,86 @@ def test_dicom_files_without_an_extension_are_found_and_read(tmp_path, cine):
     assert main(["super-resolve", str(tmp_path / "export"), "-o", f"{out}/", "--method", "linear", "--factor", "2",
                  "--quiet"]) == 0
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["a_linear_x2.nii.gz", "b_linear_x2.nii.gz"]
+
+
+# Scanner exports as they come (issue #29). A Siemens cine leaves the scanner as one series per slice
+# position, each in a folder of its own named after the series ("ML cine - 63"), every folder naming its
+# files alike (IM-0001-0001.dcm, ...), all with one StudyInstanceUID and FrameOfReferenceUID.
+STUDY = "1.2.826.0.1.3680043.2.1125.29"
+
+
+def write_siemens_export(root, cine: Volume, study: str = STUDY, first_series: int = 63) -> None:
+    """One folder per slice position, series numbers running against the positions (the folders'
+    order says nothing about where the slices are), every folder's files named alike."""
+    frames = [to_sitk(Volume(cine.array[t], cine.spacing, cine.origin, cine.direction, cine.pixel_type))
+              for t in range(cine.n_frames)]
+    for z in range(cine.n_slices):
+        number = first_series + cine.n_slices - 1 - z
+        folder = root / f"ML cine - {number}"
+        folder.mkdir(parents=True)
+        for t in range(cine.n_frames):
+            write_dicom_slice(folder / f"IM-0001-{t + 1:04d}.dcm", frames[t], z,
+                              {"0020|000d": study, "0020|0052": f"{study}.0", "0020|000e": f"{study}.{number}",
+                               "0020|0011": str(number), "0020|0013": str(t + 1),
+                               "0018|1060": str(FIRST_TRIGGER_MS + t * TRIGGER_STEP_MS)})
+
+
+def test_a_siemens_export_of_per_position_series_folders_is_one_cine(tmp_path, cine, capsys):
+    export = tmp_path / "export"
+    write_siemens_export(export, cine)
+    assert find_images([export]) == [export]  # one study, whatever the folders are called
+    back = read(export)
+    assert back.is_4d and back.array.shape == (PHASES, POSITIONS, 20, 24)
+    np.testing.assert_array_equal(back.array, cine.array)  # every position and frame in order
+    np.testing.assert_allclose(back.origin, cine.origin, atol=1e-9)
+    assert back.spacing == pytest.approx(cine.spacing, abs=1e-9)
+    out = tmp_path / "result.nii.gz"
+    assert main(["super-resolve", str(export), "-o", str(out), "--method", "linear", "--factor", "2", "--quiet"]) == 0
+    result = sitk.ReadImage(str(out))
+    assert result.GetSize() == (24, 20, 5, PHASES)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(result)[:, ::2], cine.array.astype(np.int16))
+
+
+def test_a_folder_of_several_studies_exports_runs_as_a_cohort(tmp_path, cine, capsys):
+    exports = tmp_path / "exports"
+    write_siemens_export(exports / "patient A", cine, study=f"{STUDY}.1")
+    other = Volume(cine.array[::-1].copy(), cine.spacing, cine.origin, cine.direction, cine.pixel_type,
+                   time_spacing=cine.time_spacing, time_origin=cine.time_origin, is_4d=True)
+    write_siemens_export(exports / "patient B", other, study=f"{STUDY}.2")
+    assert find_images([exports]) == [exports / "patient A", exports / "patient B"]
+    assert main(["super-resolve", str(exports), "-o", str(tmp_path / "one.nii.gz"), "--method", "linear"]) == 2
+    assert "the input holds 2 studies" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["super-resolve", str(exports), "-o", f"{out}/", "--method", "linear", "--factor", "2",
+                 "--quiet"]) == 0
+    for name, truth in (("patient A", cine), ("patient B", other)):
+        result = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{name}_linear_x2.nii.gz")))
+        np.testing.assert_array_equal(result[:, ::2], truth.array.astype(np.int16))
+
+
+def test_per_position_folders_of_two_studies_side_by_side_are_not_mixed(tmp_path, cine, capsys):
+    # Same geometry, other StudyInstanceUIDs: what the DICOM says decides, so neither is read into the other
+    # (nor are they one study): each folder is its own study, and one position cannot be super-resolved.
+    mixed = tmp_path / "mixed"
+    write_siemens_export(mixed, cine, study=f"{STUDY}.1", first_series=10)
+    write_siemens_export(mixed, cine, study=f"{STUDY}.2", first_series=20)
+    assert len(find_images([mixed])) == 2 * POSITIONS
+    with pytest.raises(LatentSRError, match=f"holds {2 * POSITIONS} DICOM series .* in {2 * POSITIONS} folders, "
+                                            "not one study's cine"):
+        read(mixed)
+
+
+@pytest.mark.parametrize("keep", [0, 400, -100], ids=["empty", "header-cut", "pixels-cut"])
+def test_a_per_position_export_with_a_damaged_file_names_it(tmp_path, cine, capsys, keep):
+    export = tmp_path / "export"
+    write_siemens_export(export, cine)
+    victim = export / "ML cine - 64" / "IM-0001-0001.dcm"
+    victim.write_bytes(victim.read_bytes()[:keep])
+    assert find_images([export]) == [export]  # still the one study: reading it names the file
+    with pytest.raises(LatentSRError, match="IM-0001-0001.dcm: a DICOM file that cannot be read") as error:
+        read(export)
+    assert "ML cine - 64" in str(error.value)
+    assert main(["super-resolve", str(export), "-o", str(tmp_path / "out.nii.gz"), "--method", "linear"]) == 2
+    err = capsys.readouterr().err
+    assert "ML cine - 64/IM-0001-0001.dcm" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.nii.gz").exists()

@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
                             "give a folder for their results")
     source, target = inputs[0], Path(args.output)
     confidence_target = Path(args.confidence_out) if args.confidence_out else None
-    volume = read(source)
+    volume = read(source, allow_external_data=args.allow_external_data)
     validate(volume, what=str(source))  # before the progress bar: a bad input gets one line
     started = time.perf_counter()
-    factor = choose_factor(volume, args.factor, args.spacing, axis)
+    factor = choose_factor(volume, args.factor, args.spacing, axis, allow_copy=False)
     from ..memory import output_shape  # fail before the work, not after (format limits too)
     shape = output_shape(volume.array.shape, factor, slice_axis(volume) if axis is None else axis)
     check_output(target, args.overwrite, protect=inputs, shape=shape)
@@ -106,11 +106,12 @@ def run_cohort(args: argparse.Namespace, axis: int | None) -> int:
                       weights=args.weights, device=args.device, keep_original=not args.replace_originals,
                       mode=args.ae_mode, correction_sigma_mm=args.correction_sigma,
                       correction_gain=args.correction_gain, batch_slices=args.batch_slices,
-                      overwrite=args.overwrite, clip=args.clip, resampling_check=args.resampling_check)
+                      overwrite=args.overwrite, clip=args.clip, resampling_check=args.resampling_check,
+                      allow_external_data=args.allow_external_data)
     records = run_super_resolve(args.input, args.output, options, workers=args.workers, scheduler=args.scheduler,
                                 progress=not args.quiet)
     count = {status: sum(r.status == status for r in records) for status in (DONE, SKIPPED, FAILED)}
-    print(f"{len(records)} stud{'y' if len(records) == 1 else 'ies'}: {count[DONE]} done, {count[SKIPPED]} skipped (already done), "
+    print(f"{len(records)} stud{'y' if len(records) == 1 else 'ies'}: {count[DONE]} done, {count[SKIPPED]} skipped (done before or nothing to do), "
           f"{count[FAILED]} failed; {Path(args.output) / MANIFEST_NAME}")
     return 0 if count[FAILED] == 0 else 2 if count[FAILED] == len(records) else 1
 
@@ -148,6 +149,9 @@ def add_parser(commands) -> None:
                     help="learned methods: replace acquired slices by their reconstruction")
     sr.add_argument("--overwrite", action="store_true",
                     help="replace existing output files (folders: redo studies a re-run would skip as done)")
+    sr.add_argument("--allow-external-data", action="store_true",
+                    help="read a header's data file (NRRD 'data file', MetaImage ElementDataFile, a NIfTI pair's "
+                         ".img) that lies outside the header's folder; refused by default")
     sr.add_argument("--quiet", action="store_true", help="no progress bar")
     add_cluster_flags(sr)
     sr.set_defaults(run=run)

@@ -68,7 +68,7 @@ def _volume_from_scalar_node(node: "slicer.vtkMRMLVolumeNode") -> Volume:
     directions = vtk.vtkMatrix4x4()
     node.GetIJKToRASDirectionMatrix(directions)
     direction_ras = _matrix_to_array(directions)[:3, :3]
-    return Volume(array[None].astype(np.float32), node.GetSpacing(),
+    return Volume(array[None], node.GetSpacing(),  # held in carrier_dtype(array.dtype): exact
                   tuple(LPS_TO_RAS @ np.asarray(node.GetOrigin())), LPS_TO_RAS @ direction_ras, array.dtype)
 
 
@@ -120,7 +120,7 @@ def volume_from_node(node: "slicer.vtkMRMLNode") -> Volume:
             array = _node_array(frame)
             if array.shape != arrays[0].shape:
                 raise LatentSRError(f"frame {number} of '{node.GetName()}' has another size than frame 1")
-            arrays.append(array.astype(np.float32))
+            arrays.append(array)
         time_origin, time_spacing = _index_spacing(node)
         return dataclasses.replace(first, array=np.stack(arrays), time_origin=time_origin,
                                    time_spacing=time_spacing, is_4d=True, direction=first.direction.copy())
