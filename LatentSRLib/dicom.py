@@ -176,6 +176,8 @@ def find_studies(root: str | os.PathLike, skip: Callable[[Path], bool] = lambda 
         if len(members) < 2 or np.diff(positions).min() <= POSITION_TOLERANCE_MM:
             continue  # one position, or two series at one position: not one cine's positions
         ancestor = Path(os.path.commonpath(names))
+        if ancestor in names:
+            continue  # its own files are read without the folders below it (read_folder)
         below = {f for f in folders if f == ancestor or ancestor in f.parents}
         if below - damaged == set(names):
             study_of.update((folder, ancestor) for folder in below)
