@@ -361,8 +361,7 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def volume_name(path: str | os.PathLike) -> str:
-    """A file's name without its image suffix (``patient001_frame01``); ``cine.seq.nrrd`` is "cine",
-    as Slicer names a volume sequence (``.seq`` marks a sequence file, not part of its name)."""
+    """A file's name without its image suffix (``patient001_frame01``; ``cine.seq.nrrd``: "cine", as in Slicer)."""
     name = Path(path).name
     for suffix in (".seq.nrrd", ".seq.nhdr") + READABLE_SUFFIXES + (".dcm",):
         if name.lower().endswith(suffix):
