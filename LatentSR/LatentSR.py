@@ -114,7 +114,7 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._deviceTimer.connect("timeout()", self._showDevices)
         self._probeDevices()
         _fill(self.ui.sizeModeComboBox, [(_(label), value) for value, label in lsr.SIZE_MODES], 0)
-        self.ui.progressBar.visible = self.ui.checkTable.visible = False
+        self.ui.progressBar.visible = self.ui.checkTable.visible = self.ui.showLogButton.visible = False
         # Runs go to another process (LatentSRLib.background), polled by a timer: the GUI never waits or pumps events.
         self._timer = qt.QTimer()
         self._timer.setInterval(200)

@@ -241,3 +241,32 @@ def test_module_self_test_runs(latentsr_module, capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.main() == 0, capsys.readouterr().err[-3000:]
+
+
+def test_a_failed_run_shows_its_log(latentsr_module, make_panel, mrml_scene, tmp_path):
+    """The worker fails (a weights file that is not one): the panel shows one readable message, and
+    Show log opens the worker's whole log, kept after the run's folder is gone."""
+    module, fakes = latentsr_module
+    frames = [Volume(np.full((1, 4, 10, 12), t, np.float32), (1.5, 1.5, 6.0)) for t in range(2)]
+    widget = make_panel()
+    ui = widget.ui
+    widget._parameterNode.inputNode = cine_sequence(mrml_scene.scene, frames, name="cine")
+    junk = tmp_path / "not-weights.pt"
+    junk.write_bytes(b"these are not weights")
+    widget._parameterNode.method = "contrastive"
+    widget._parameterNode.model = str(junk)
+    assert not ui.showLogButton.visible
+    before = node_ids(mrml_scene.scene)
+    ui.superResolveButton.click()
+    run_timer(widget)
+    assert len(fakes.errors) == 1 and "not-weights.pt" in fakes.errors[0]
+    assert node_ids(mrml_scene.scene) == before
+    assert ui.showLogButton.visible
+    ui.showLogButton.click()
+    (log,) = fakes.opened
+    assert Path(log).is_file() and "not-weights.pt" in Path(log).read_text()
+    parameters = widget._parameterNode
+    parameters.method, parameters.model = "linear", ""
+    ui.superResolveButton.click()                     # the next run hides the button again
+    run_timer(widget)
+    assert not ui.showLogButton.visible and len(fakes.errors) == 1
