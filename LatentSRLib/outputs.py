@@ -222,13 +222,16 @@ def write_image(image: sitk.Image, path: Path, compress: bool, sform: tuple[np.n
         text = str(error).strip().splitlines()
         raise RuntimeError(f"the written file does not read back whole (disk full?): "
                            f"{text[0] if text else type(error).__name__}") from None
-    if samples.shape != expected.shape or not np.array_equal(
-            samples, expected, equal_nan=bool(np.issubdtype(expected.dtype, np.floating))):
+    def squeezed(shape: tuple) -> tuple:  # a 4D image of one frame may come back 3D
+        return tuple(shape[next((i for i, n in enumerate(shape) if n != 1), len(shape)):])
+    if squeezed(samples.shape) != squeezed(expected.shape) or not np.array_equal(
+            samples.reshape(expected.shape), expected, equal_nan=bool(np.issubdtype(expected.dtype, np.floating))):
         raise RuntimeError("the written file does not hold the samples that were written (disk full?)")
     dim = image.GetDimension()
     want_direction = np.array(image.GetDirection()).reshape(dim, dim)[:3, :3]
-    if not (np.allclose(spacing, image.GetSpacing(), rtol=SPACING_TOLERANCE, atol=0)
-            and np.allclose(origin, image.GetOrigin(), rtol=0, atol=ORIGIN_TOLERANCE_MM)
+    n = min(len(spacing), dim)
+    if not (np.allclose(spacing[:n], image.GetSpacing()[:n], rtol=SPACING_TOLERANCE, atol=0)
+            and np.allclose(origin[:n], image.GetOrigin()[:n], rtol=0, atol=ORIGIN_TOLERANCE_MM)
             and np.allclose(direction, want_direction, rtol=0, atol=DIRECTION_TOLERANCE)):
         raise RuntimeError(f"the written file's geometry differs from the image's (spacing {spacing}, "
                            f"origin {origin}): the format cannot hold it")
