@@ -193,7 +193,8 @@ def keep_sform(path: Path, relation: np.ndarray, code: int, image: sitk.Image) -
     header.set_sform(affine, code)
     data = header.binaryblock + data[348:]
     if compressed:
-        with gzip.open(path, "wb", compresslevel=6) as stream:
+        # No time or name in the gzip header, as ITK writes it: the same image gives the same bytes.
+        with open(path, "wb") as raw, gzip.GzipFile("", "wb", 6, raw, mtime=0) as stream:
             stream.write(data)
     else:
         path.write_bytes(data)
