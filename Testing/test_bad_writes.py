@@ -367,3 +367,15 @@ def test_an_empty_output_name_is_refused(tmp_path, capsys, monkeypatch):
     assert run([str(source), "-o", ""]) == 2
     assert "-o is empty" in one_line_error(capsys)
     assert visible(tmp_path) == ["in"]
+
+
+def test_the_confidence_output_cannot_share_the_results_data_file(tmp_path, capsys):
+    """``-o r.nhdr --confidence-out r.mhd``: both data files are r.raw; the second replaced the first."""
+    source = save(tmp_path, "scan.nrrd", image((6, 32, 32)))
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(["super-resolve", str(source), "-o", str(out / "r.nhdr"), "--confidence-out", str(out / "r.mhd"),
+                 "--method", "flow", "--factor", "2", "--quiet", "--overwrite"])
+    assert code == 2
+    assert "another data file" in one_line_error(capsys)
+    assert visible(out) == []

@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     shape = output_shape(volume.array.shape, factor, slice_axis(volume) if axis is None else axis)
     check_output(target, args.overwrite, protect=inputs, shape=shape, direction=volume.direction)
     if confidence_target is not None:
-        if confidence_target.resolve() == target.resolve():
-            raise LatentSRError("--confidence-out must be another file than -o")
+        from ..outputs import output_files  # r.nhdr and r.mhd would share r.raw
+        if {f.resolve() for f in output_files(confidence_target)} & {f.resolve() for f in output_files(target)}:
+            raise LatentSRError("--confidence-out must be another file than -o, with another data file")
         check_output(confidence_target, args.overwrite, protect=inputs, shape=shape, direction=volume.direction)
     bar, update = progress_bar(f"{volume_name(source)} {args.method} x{factor}", not args.quiet)
     options = Run(device=args.device, weights=args.weights, progress=update, keep_original=not args.replace_originals,
