@@ -91,6 +91,7 @@ def plan(paths: Sequence[str | os.PathLike], out: str | os.PathLike, method: str
     for entry in map(Path, paths):
         for source in find_images([entry]):
             relative = source.parent.relative_to(entry) if entry.is_dir() and source != entry else Path()
+            _refuse_symlinked_folders(Path(out), relative)
             study = Study(str(source), str(Path(out) / relative), f"{volume_name(source)}_{method}")
             key = (study.folder, study.stem)
             if key in seen:
@@ -101,6 +102,15 @@ def plan(paths: Sequence[str | os.PathLike], out: str | os.PathLike, method: str
     if not studies:
         raise LatentSRError(f"no images found in {', '.join(map(str, paths))}")
     return studies
+
+
+def _refuse_symlinked_folders(out: Path, relative: Path) -> None:
+    """Results go into real folders below ``out``: a sub-folder there that is a symlink (planted, or
+    left by someone) would carry them out of the folder the user named."""
+    for depth in range(1, len(relative.parts) + 1):
+        folder = out.joinpath(*relative.parts[:depth])
+        if folder.is_symlink():
+            raise LatentSRError(f"{folder} is a symlink: results go only into real folders below {out}")
 
 
 def check_options(options: Options) -> str:

@@ -379,3 +379,15 @@ def test_the_confidence_output_cannot_share_the_results_data_file(tmp_path, caps
     assert code == 2
     assert "another data file" in one_line_error(capsys)
     assert visible(out) == []
+
+
+def test_a_folder_runs_results_do_not_follow_a_symlinked_sub_folder(tmp_path, capsys):
+    """Results mirror the input tree; a planted symlink at results/P001 carried them out of results/."""
+    save(tmp_path / "studies" / "P001", "scan.nrrd")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "P001").symlink_to(elsewhere, target_is_directory=True)
+    assert run([str(tmp_path / "studies"), "-o", str(tmp_path / "results")]) == 2
+    assert "is a symlink" in one_line_error(capsys)
+    assert list(elsewhere.iterdir()) == []
