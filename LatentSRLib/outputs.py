@@ -200,6 +200,20 @@ def keep_sform(path: Path, relation: np.ndarray, code: int, image: sitk.Image) -
         path.write_bytes(data)
 
 
+def _nifti_samples(path: Path, nbytes: int) -> np.ndarray:
+    """A NIfTI file's samples in ITK's array order, read so that a short file is an error: with
+    nibabel; without it (a stock Slicer), gzip (which checks the stream's length and CRC) and the
+    file's size, then SimpleITK."""
+    try:
+        import nibabel
+    except ImportError:
+        raw = gzip.open(path).read() if path.name.lower().endswith(".gz") else path.read_bytes()
+        if len(raw) < 352 + nbytes:  # ITK writes the samples after the 348-byte header and 4 bytes
+            raise RuntimeError(f"{len(raw)} bytes, {352 + nbytes} expected") from None
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    return np.asarray(nibabel.load(str(path), mmap=False).dataobj.get_unscaled()).T
+
+
 def write_image(image: sitk.Image, path: Path, compress: bool, sform: tuple[np.ndarray, int] | None = None) -> None:
     """Write ``image`` to ``path`` with SimpleITK (keeping an input's ``sform``, NIfTI only), then read
     the file back and compare every sample and the geometry.
@@ -213,11 +227,7 @@ def write_image(image: sitk.Image, path: Path, compress: bool, sform: tuple[np.n
         keep_sform(path, sform[0], sform[1], image)
     expected = sitk.GetArrayViewFromImage(image)
     try:
-        if nifti:
-            import nibabel
-            samples = np.asarray(nibabel.load(str(path), mmap=False).dataobj.get_unscaled()).T
-        else:
-            samples = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        samples = _nifti_samples(path, expected.nbytes) if nifti else sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         spacing, origin, direction, _ = _itk_geometry(path)
     except Exception as error:  # noqa: BLE001 -- any failure to read it back means it is not whole
         text = str(error).strip().splitlines()

@@ -391,3 +391,18 @@ def test_a_folder_runs_results_do_not_follow_a_symlinked_sub_folder(tmp_path, ca
     assert run([str(tmp_path / "studies"), "-o", str(tmp_path / "results")]) == 2
     assert "is a symlink" in one_line_error(capsys)
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_without_nibabel_a_short_nifti_is_still_caught(tmp_path, monkeypatch, suffix):
+    """A stock Slicer has no nibabel (LatentSRLib/slicer/install.py offers it): the read-back then checks
+    the bytes with gzip and the file size. ``sys.modules[name] = None`` makes ``import`` raise
+    ImportError, as in an interpreter without the package."""
+    from LatentSRLib import outputs
+    monkeypatch.setitem(sys.modules, "nibabel", None)
+    img = image()
+    path = tmp_path / f"v{suffix}"
+    outputs.write_image(img, path, suffix.endswith(".gz"))  # whole: passes
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises((RuntimeError, EOFError)):
+        outputs._nifti_samples(path, sitk.GetArrayViewFromImage(img).nbytes)
