@@ -189,12 +189,16 @@ def staging(target: str | os.PathLike) -> Iterator[Path]:
             raise LatentSRError(f"output folder is not writable: {folder} ({error.strerror})") from None
         try:
             yield staged
+        except (KeyboardInterrupt, Terminated) as error:  # wherever in the write it came: exit at once
+            _abandoned.append((None, error.code if isinstance(error, Terminated) else 130))
+            raise
         finally:
             shutil.rmtree(staged, ignore_errors=True)
 
 
-#: Writer threads left running after an interruption, with the exit code the interruption means.
-_abandoned: list[tuple[threading.Thread, int]] = []
+#: Writer threads left running after an interruption (None: a write interrupted elsewhere), with the
+#: exit code the interruption means.
+_abandoned: list[tuple[threading.Thread | None, int]] = []
 
 
 @atexit.register

@@ -200,6 +200,15 @@ def keep_sform(path: Path, relation: np.ndarray, code: int, image: sitk.Image) -
         path.write_bytes(data)
 
 
+def import_reader(suffix: str) -> None:
+    """Import nibabel (if there) for the read-back of a NIfTI output, before the write starts."""
+    if suffix in NIFTI:
+        try:
+            import nibabel  # noqa: F401
+        except ImportError:
+            pass
+
+
 def _nifti_samples(path: Path, nbytes: int) -> np.ndarray:
     """A NIfTI file's samples in ITK's array order, read so that a short file is an error: with
     nibabel; without it (a stock Slicer), gzip (which checks the stream's length and CRC) and the

@@ -295,6 +295,7 @@ def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
         image.SetMetaData("ITK_FileNotes" if suffix in (".nii", ".nii.gz") else OUTPUT_TAG, text[:79])
     sform = outputs.input_sform(like) if like is not None and suffix in outputs.NIFTI else None
     kept = [part for other in protect for part in outputs.input_files(other)]
+    outputs.import_reader(suffix)  # here, not in the writer thread: an interrupted import would linger
     with atomic.staging(path) as staged:
         try:
             atomic.run_interruptibly(outputs.write_image, image, staged / path.name,
