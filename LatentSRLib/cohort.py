@@ -92,6 +92,7 @@ def plan(paths: Sequence[str | os.PathLike], out: str | os.PathLike, method: str
     for entry in map(Path, paths):
         for source in find_images([entry]):
             relative = source.parent.relative_to(entry) if entry.is_dir() and source != entry else Path()
+            _refuse_symlinked_folders(Path(out), relative)
             study = Study(str(source), str(Path(out) / relative), f"{volume_name(source)}_{method}")
             key = (study.folder, study.stem)
             if key in seen:
@@ -102,6 +103,15 @@ def plan(paths: Sequence[str | os.PathLike], out: str | os.PathLike, method: str
     if not studies:
         raise LatentSRError(f"no images found in {', '.join(map(str, paths))}")
     return studies
+
+
+def _refuse_symlinked_folders(out: Path, relative: Path) -> None:
+    """Results go into real folders below ``out``: a sub-folder there that is a symlink (planted, or
+    left by someone) would carry them out of the folder the user named."""
+    for depth in range(1, len(relative.parts) + 1):
+        folder = out.joinpath(*relative.parts[:depth])
+        if folder.is_symlink():
+            raise LatentSRError(f"{folder} is a symlink: results go only into real folders below {out}")
 
 
 def check_options(options: Options) -> str:
@@ -180,7 +190,10 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
         output.parent.mkdir(parents=True, exist_ok=True)
         axis = slice_axis(volume) if options.axis is None else options.axis
         check_output(output, True, protect=[study.input],  # format limits, before the work
-                     shape=output_shape(volume.array.shape, record.factor, axis))
+                     shape=output_shape(volume.array.shape, record.factor, axis), direction=volume.direction)
+        # Replace only an output seen now (to be redone: --overwrite, or no record vouches for it); one
+        # that appears during the work is another run's result: published exclusively, it stays.
+        replace = options.overwrite or os.path.lexists(output)
         sidecar_path(output).unlink(missing_ok=True)  # the old record must not vouch for the new output
         run = pipeline.Run(device=_worker_device(options.device, learned, gpu_per_worker),
                            weights=options.weights, keep_original=options.keep_original, mode=options.mode,
@@ -190,7 +203,8 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
                            resampling_check=options.resampling_check)
         result = pipeline.super_resolve(volume, options.method, factor=record.factor, axis=options.axis, run=run)
         record.notes = list(run.notes)
-        write(result, output, overwrite=True, protect=[study.input], tag=f"{options.method} x{record.factor}")
+        write(result, output, overwrite=replace, protect=[study.input], tag=f"{options.method} x{record.factor}",
+              like=study.input)
         record.seconds = time.perf_counter() - started
         write_sidecar(output, {"input": study.input, "input_sha256": digest, "options": identity,
                                "factor": record.factor, "seconds": round(record.seconds, 3),

@@ -16,12 +16,13 @@ With a user's file, the methods' outputs are written and the drop-slice protocol
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
-from . import LatentSRError, phantom, pipeline
+from . import LatentSRError, atomic, phantom, pipeline
 from .intensity import PercentileScaling
 from .pipeline import Run, choose_factor, super_resolve
 from .volume import Volume, read, volume_name, write
@@ -41,6 +42,24 @@ NOT_BY_DEFAULT = ("ae-latent",)
 def default_out_dir() -> Path:
     """``latentsr-demo`` in the system's temporary folder (outside any repository)."""
     return Path(tempfile.gettempdir()) / "latentsr-demo"
+
+
+def _own_folder(out: Path) -> Path:
+    """The default folder, made private (0700) if new; refused unless it is a real folder of this user
+    that no one else may write to: anyone can create that fixed name in a shared temporary folder and
+    plant symlinks in it."""
+    try:
+        out.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise LatentSRError(f"cannot create {out}: {error.strerror or error}") from None
+    info = os.lstat(out)
+    mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    if not stat.S_ISDIR(info.st_mode) or not mine or info.st_mode & 0o022:
+        raise LatentSRError(f"{out} is not a private folder of yours (a symlink, someone else's, or writable by "
+                            "others): remove it or give --out")
+    return out
 
 
 def available_methods() -> list[str]:
@@ -121,7 +140,7 @@ def run_demo(input_path: str | os.PathLike | None, out_dir: str | os.PathLike | 
         out_dir: default :func:`default_out_dir`.
         methods: default :func:`available_methods`.
     """
-    out = Path(out_dir) if out_dir is not None else default_out_dir()
+    out = Path(out_dir) if out_dir is not None else _own_folder(default_out_dir())
     out.mkdir(parents=True, exist_ok=True)
     methods = [m.strip().lower() for m in methods] if methods else available_methods()
     for method in methods:
@@ -155,7 +174,7 @@ def run_demo(input_path: str | os.PathLike | None, out_dir: str | os.PathLike | 
         except LatentSRError as error:
             lines += [f"No evaluation: {error}"]
     text = "\n".join(lines) + "\n"
-    (out / "summary.md").write_text(text)
+    atomic.write_text(out / "summary.md", text)  # never through a symlink planted in the folder
     repository = _inside_repository(out.resolve())
     note = f" (inside the git work tree {repository}: consider --out outside it)" if repository else ""
     figures = ", ".join(p for p in ("comparison.png", "boxplots.png", "evaluation/comparison.png")

@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import LatentSRError, figures, pipeline
+from . import LatentSRError, atomic, figures, pipeline
 from .intensity import PercentileScaling, label_values
 from .metrics import centre_crop, psnr, ssim, vif
 from .report import (CSV_COLUMNS, METRIC_LABELS, METRICS, Comparison, MethodStats, Row, Summary,  # noqa: F401
@@ -364,7 +364,7 @@ def summarise(rows: Sequence[Row], methods: Sequence[str], out_dir: str | os.Pat
                     excluded=excluded, rule=rule, weights=weights_used(methods, weights, resampling_check), crop=crop)
     csv_path = write_csv(rows, out_dir / "metrics.csv")
     summary_path = out_dir / "summary.md"
-    summary_path.write_text(text)
+    atomic.write_text(summary_path, text)  # never through a symlink planted in the folder
     n_volumes = len({r.volume for r in rows})
     plot_path = figures.boxplots(rows, methods, out_dir / "boxplots.png", dataset=dataset or "drop-slice protocol",
                          baseline=baseline_of(methods), n_volumes=n_volumes)

@@ -18,6 +18,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from . import atomic
+
 #: Panels per row of the comparison figure (input, truth, then the methods); more wrap to a new band.
 COLUMNS = 5
 #: Letters of the LPS axes' positive directions, and of their opposites.
@@ -138,8 +140,7 @@ def comparison_figure(truth: np.ndarray, outputs: Mapping[str, np.ndarray], spac
     figure.suptitle((title + "\n" if title else "") +
                     f"through-plane view (vertical: slice direction, {ds:.2f} mm; horizontal: {dc:.2f} mm pixels)",
                     fontsize=9)
-    path = Path(path)
-    figure.savefig(path, dpi=130)
+    path = atomic.write_file(path, lambda staged: figure.savefig(staged, dpi=130))  # never through a symlink
     return path
 
 
@@ -198,6 +199,5 @@ def boxplots(rows: Sequence, methods: Sequence[str], path: str | Path, *, datase
     if others:
         handles.append(Line2D([], [], color="grey", linestyle="--", label=f"no difference to {label(baseline)}"))
     figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
-    path = Path(path)
-    figure.savefig(path, dpi=120)
+    path = atomic.write_file(path, lambda staged: figure.savefig(staged, dpi=120))  # never through a symlink
     return path

@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -75,21 +74,14 @@ def sidecar_path(output: str | os.PathLike) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary file beside ``path``, then rename it over ``path`` (never partial).
+    """Write text through a private staging folder beside ``path`` and rename it over ``path`` (never
+    partial, never through a symlink planted at ``path``; :func:`LatentSRLib.atomic.write_text`).
 
-    The pid in the temporary name lets :func:`LatentSRLib.atomic.clean_stale` tell a killed run's
-    leftovers from a live run's; ``os.open`` with mode 0o666 gives the user's umask (mkstemp: 0o600).
+    Raises:
+        LatentSRError: the folder is not writable or the disk is full (one line, no traceback).
     """
-    temporary = path.parent / f"{TEMPORARY_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.tmp"
-    try:
-        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    from .atomic import write_text
+    write_text(path, text, overwrite=True)
 
 
 def write_sidecar(output: str | os.PathLike, content: dict[str, Any]) -> Path:

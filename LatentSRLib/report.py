@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from . import LatentSRError, pipeline
+from . import LatentSRError, atomic, pipeline
 
 METRICS = ("ssim", "psnr", "vif")
 METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "vif": "VIF"}
@@ -220,9 +221,10 @@ def markdown(stats: dict[str, dict[str, MethodStats]], tests: list[Comparison], 
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for r in rows:
-            writer.writerow([r.volume, r.slice, r.method, *(f"{getattr(r, m):.6g}" for m in METRICS)])
-    return path
+    """metrics.csv, through a staging folder: never partial, never through a symlink planted at ``path``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow([r.volume, r.slice, r.method, *(f"{getattr(r, m):.6g}" for m in METRICS)])
+    return atomic.write_text(path, buffer.getvalue())

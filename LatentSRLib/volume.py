@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from . import LatentSRError, __version__, atomic, dicom, readers
+from . import LatentSRError, __version__, atomic, dicom, outputs, readers
 from .intensity import label_values
 
 #: File name endings we can write (and read, along with DICOM folders).
@@ -254,23 +254,25 @@ def output_suffix(path: str | os.PathLike) -> str:
 
 
 def check_output(path: str | os.PathLike, overwrite: bool = True,
-                 protect: Sequence[str | os.PathLike] = (), shape: Sequence[int] | None = None) -> Path:
-    """Check before any work that ``path`` can be written: known format, not an input, writable folder,
-    and (given the output's (T, Z, Y, X) ``shape``) within the format's size limits.
+                 protect: Sequence[str | os.PathLike] = (), shape: Sequence[int] | None = None,
+                 direction: np.ndarray | None = None) -> Path:
+    """Check before any work that ``path`` can be written: a known format written in lower case, none
+    of its files (a ``.nhdr``/``.mhd`` output's ``.raw`` too) an input's file, writable folder, and
+    (given the output's (T, Z, Y, X) ``shape`` and ``direction``) what the format can hold: NIfTI
+    takes at most 32767 voxels along an axis and no sheared grid.
 
     Raises:
         LatentSRError: naming the problem.
     """
     path = Path(path)
     suffix = output_suffix(path)
+    if not path.name.endswith(suffix):  # SimpleITK writes and reads only lower-case suffixes
+        raise LatentSRError(f"write the suffix of {path} in lower case ({suffix}): SimpleITK and Slicer "
+                            "neither write nor read it otherwise")
     if shape is not None and suffix in (".nii", ".nii.gz") and max(shape) > NIFTI_MAX_SIZE:
         raise LatentSRError(f"a {'x'.join(map(str, shape[:0:-1]))} output is too large for NIfTI, which holds "
                             f"at most {NIFTI_MAX_SIZE} voxels along an axis: use a smaller factor or write .nrrd")
-    for other in protect:
-        if Path(other).exists() and path.exists() and path.resolve() == Path(other).resolve():
-            raise LatentSRError(f"refusing to overwrite the input {path}: choose another output")
-    if path.exists() and not overwrite:
-        raise LatentSRError(f"{path} exists (use --overwrite to replace it)")
+    outputs.check_files(path, suffix, protect, overwrite, direction)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise LatentSRError(f"output folder does not exist: {folder}")
@@ -280,39 +282,47 @@ def check_output(path: str | os.PathLike, overwrite: bool = True,
 
 
 def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
-          protect: Sequence[str | os.PathLike] = (), tag: str | None = None) -> Path:
-    """Write a volume exclusively and atomically (see :mod:`.atomic`).
+          protect: Sequence[str | os.PathLike] = (), tag: str | None = None,
+          like: str | os.PathLike | None = None) -> Path:
+    """Write a volume exclusively and atomically (see :mod:`.atomic`), and only once it reads back whole.
 
-    Header and data are written into a staging folder ``.latentsr-*`` beside the target and renamed
-    into place when complete (the ``.nhdr`` / ``.mhd`` header last), so a reader never sees a
-    partial file; an interruption (error, Ctrl-C, SIGTERM) leaves nothing behind. Files get the
-    permissions ``open()`` would give them under the user's umask.
+    Header and data are written into a staging folder ``.latentsr-*`` beside the target, read back and
+    compared with the volume (:func:`.outputs.write_image`: a full disk is an error, not a truncated
+    file), then renamed into place (the ``.nhdr`` / ``.mhd`` header last), so a reader never sees a
+    partial file; an interruption (error, Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) leaves nothing behind.
+    Files get the permissions ``open()`` would give them under the user's umask.
 
     Args:
         overwrite: replace an existing output file. Without it, a file that appears under the
             target's name during the write (e.g. another run's) is never replaced: an error instead.
-        protect: input paths that must never be replaced (the CLI passes its inputs).
+        protect: input paths none of whose files (:func:`.outputs.input_files`) may be replaced.
         tag: mark the file as a LatentSR output (e.g. "ae x4"; NIfTI ``descrip``, a NRRD / MetaImage
             header key): folder inputs (:func:`find_images`) skip tagged files.
+        like: the input this volume was made from: a NIfTI output keeps its sform where it differs
+            from the geometry SimpleITK reads (:func:`.outputs.input_sform`).
 
     Raises:
-        LatentSRError: unknown format, the path is an input or exists (without ``overwrite``), the
-            folder is not writable, or the writer failed.
+        LatentSRError: unknown format, the path is (a file of) an input or exists (without
+            ``overwrite``), the folder is not writable, the geometry does not fit the format, or the
+            writer failed.
     """
-    path = check_output(path, overwrite, protect)
+    path = check_output(path, overwrite, protect, direction=volume.direction)
     suffix = output_suffix(path)
     image = to_sitk(volume)
     if tag is not None:
         text = f"{OUTPUT_TAG} {__version__}: {tag}"
         image.SetMetaData("ITK_FileNotes" if suffix in (".nii", ".nii.gz") else OUTPUT_TAG, text[:79])
+    sform = outputs.input_sform(like) if like is not None and suffix in outputs.NIFTI else None
+    kept = [part for other in protect for part in outputs.input_files(other)]
+    outputs.import_reader(suffix)  # here, not in the writer thread: an interrupted import would linger
     with atomic.staging(path) as staged:
         try:
-            atomic.run_interruptibly(sitk.WriteImage, image, str(staged / path.name),
-                                     useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
-        except RuntimeError as error:
+            atomic.run_interruptibly(outputs.write_image, image, staged / path.name,
+                                     suffix in (".nii.gz", ".nrrd", ".mha"), sform)
+        except (RuntimeError, OSError) as error:
             raise LatentSRError(f"cannot write {path}: {str(error).strip().splitlines()[-1]}") from None
         try:
-            atomic.publish(staged, path.parent, path.name, overwrite)
+            atomic.publish(staged, path.parent, path.name, overwrite, protect=kept)
         except OSError as error:
             raise LatentSRError(f"cannot write {path}: {error.strerror or error}") from None
     return path

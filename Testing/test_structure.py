@@ -20,7 +20,7 @@ MODULE_FILE = Path(__file__).resolve().parents[1] / "LatentSR" / "LatentSR.py"
 #: Module (dotted, relative to LatentSRLib) prefix -> layer. Longest prefix wins.
 LAYERS = {
     "": 0,  # LatentSRLib/__init__.py: the error type
-    "volume": 0, "readers": 0, "atomic": 0, "memory": 0, "intensity": 0, "metrics": 0, "devices": 0,
+    "volume": 0, "readers": 0, "atomic": 0, "outputs": 0, "memory": 0, "intensity": 0, "metrics": 0, "devices": 0,
     "interpolate": 0, "opticalflow": 0, "phantom": 0, "models": 0, "bandlimit": 0, "dicom": 0,
     "processes": 0,
     "methods": 1, "synthesize": 1,

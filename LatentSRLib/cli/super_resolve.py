@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         raise LatentSRError(f"--confidence-out: '{args.method}' gives no confidence "
                             f"(methods that do: {', '.join(m.name for m in _confident())})")
     axis = AXES[args.axis]
+    if not args.output.strip():  # '' would mean the current folder
+        raise LatentSRError("-o is empty: name an output file or folder")
     # A folder of one study (a DICOM series, a scan) written to a file name is one job, not a cohort; the
     # cohort lists its inputs itself
     if not _names_a_file(args.output) and (len(args.input) > 1 or Path(args.input[0]).is_dir()
@@ -54,11 +56,12 @@ def run(args: argparse.Namespace) -> int:
     factor = choose_factor(volume, args.factor, args.spacing, axis, allow_copy=False)
     from ..memory import output_shape  # fail before the work, not after (format limits too)
     shape = output_shape(volume.array.shape, factor, slice_axis(volume) if axis is None else axis)
-    check_output(target, args.overwrite, protect=inputs, shape=shape)
+    check_output(target, args.overwrite, protect=inputs, shape=shape, direction=volume.direction)
     if confidence_target is not None:
-        if confidence_target.resolve() == target.resolve():
-            raise LatentSRError("--confidence-out must be another file than -o")
-        check_output(confidence_target, args.overwrite, protect=inputs, shape=shape)
+        from ..outputs import output_files  # r.nhdr and r.mhd would share r.raw
+        if {f.resolve() for f in output_files(confidence_target)} & {f.resolve() for f in output_files(target)}:
+            raise LatentSRError("--confidence-out must be another file than -o, with another data file")
+        check_output(confidence_target, args.overwrite, protect=inputs, shape=shape, direction=volume.direction)
     bar, update = progress_bar(f"{volume_name(source)} {args.method} x{factor}", not args.quiet)
     options = Run(device=args.device, weights=args.weights, progress=update, keep_original=not args.replace_originals,
                   mode=args.ae_mode, correction_sigma_mm=args.correction_sigma, correction_gain=args.correction_gain,
@@ -70,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     # Exclusive unless --overwrite: a file that appeared during the run is not replaced. Tagged, so a
     # folder input never takes it for an input.
-    write(result, target, overwrite=args.overwrite, protect=inputs, tag=f"{args.method} x{factor}")
+    write(result, target, overwrite=args.overwrite, protect=inputs, tag=f"{args.method} x{factor}", like=source)
     if confidence_target is not None:
         write(options.confidence, confidence_target, overwrite=args.overwrite, protect=inputs,
-              tag=f"{args.method} x{factor} confidence")
+              tag=f"{args.method} x{factor} confidence", like=source)
     print(f"{source} ({describe(volume)}) -> {target} ({describe(result)}), "
           f"{args.method} x{factor}, {time.perf_counter() - started:.1f} s"
           + (f"; confidence (0..1) -> {confidence_target}" if confidence_target is not None else ""))

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import LatentSRError
+from .. import LatentSRError, atomic
 
 # torch is imported inside save() and load() only: listing and resolving bundled weights (the Slicer
 # panel's model selector, `latentsr models`, evaluate's checks) must not load torch.
@@ -89,13 +89,11 @@ def save(path: str | os.PathLike, kind: str, config: dict, state_dict: dict, met
                for k, v in state_dict.items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
     # Metadata as plain JSON types, so weights_only loading accepts it (no numpy or torch objects).
     meta = json.loads(json.dumps(meta or {}, default=str))
-    torch.save({"format": FORMAT, "kind": kind, "config": config, "state_dict": tensors, "meta": meta},
-               temporary)
-    os.replace(temporary, path)
-    return path
+    content = {"format": FORMAT, "kind": kind, "config": config, "state_dict": tensors, "meta": meta}
+    # Through a private staging folder: never partial, never through a symlink planted at a fixed name.
+    return atomic.write_file(path, lambda staged: torch.save(content, staged))
 
 
 def load(weights: str | os.PathLike | None, kind: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import LatentSRError
+from .. import LatentSRError, atomic
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -66,9 +66,10 @@ def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
     """Save a resumable checkpoint of plain data only (see :func:`plain`), so loading never unpickles code."""
     path = checkpoint_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(plain(state), temporary)
-    os.replace(temporary, path)  # a crash mid-write never leaves a broken checkpoint
+    content = plain(state)
+    # Through a private staging folder: a crash mid-write never leaves a broken checkpoint, and nothing
+    # is written through a symlink planted at a fixed temporary name.
+    atomic.write_file(path, lambda staged: torch.save(content, staged))
 
 
 def load_checkpoint(out: str | os.PathLike) -> dict[str, Any]:
