@@ -256,3 +256,22 @@ def write_image(image: sitk.Image, path: Path, compress: bool, sform: tuple[np.n
         raise RuntimeError(f"the written file's geometry differs from the image's (spacing {spacing}, "
                            f"origin {origin}): the format cannot hold it")
 
+
+#: The header mark of a LatentSR output (NIfTI ``descrip``, or a NRRD / MetaImage key of this name).
+OUTPUT_TAG = "LatentSR"
+
+
+def is_output_file(path: str | os.PathLike) -> bool:
+    """True for a file :func:`.volume.write` tagged as a LatentSR output (its header says so)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False  # unreadable: let the reader report it
+    if reader.HasMetaDataKey(OUTPUT_TAG):
+        return True
+    for key in ("descrip", "ITK_FileNotes"):
+        if reader.HasMetaDataKey(key) and reader.GetMetaData(key).startswith(OUTPUT_TAG + " "):
+            return True
+    return False

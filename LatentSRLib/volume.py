@@ -31,8 +31,6 @@ READABLE_SUFFIXES = WRITABLE_SUFFIXES + (".hdr",)
 MASK_MARKERS = ("_gt.", "-label.", "_seg.", "_label.")
 #: NIfTI-1 stores sizes as 16-bit integers (and ITK writes NIfTI-1).
 NIFTI_MAX_SIZE = 32767
-#: Header key (NRRD, MetaImage) and NIfTI ``descrip`` prefix marking a file as a LatentSR output.
-OUTPUT_TAG = "LatentSR"
 
 # ACDC's NIfTI files carry an sform whose scales disagree with pixdim; ITK prints a warning for each
 # read. The geometry it uses (qform/pixdim) is the right one, so the warning is noise for our users.
@@ -310,8 +308,8 @@ def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
     suffix = output_suffix(path)
     image = to_sitk(volume)
     if tag is not None:
-        text = f"{OUTPUT_TAG} {__version__}: {tag}"
-        image.SetMetaData("ITK_FileNotes" if suffix in (".nii", ".nii.gz") else OUTPUT_TAG, text[:79])
+        text = f"{outputs.OUTPUT_TAG} {__version__}: {tag}"
+        image.SetMetaData("ITK_FileNotes" if suffix in (".nii", ".nii.gz") else outputs.OUTPUT_TAG, text[:79])
     sform = outputs.input_sform(like) if like is not None and suffix in outputs.NIFTI else None
     kept = [part for other in protect for part in outputs.input_files(other)]
     outputs.import_reader(suffix)  # here, not in the writer thread: an interrupted import would linger
@@ -326,22 +324,6 @@ def write(volume: Volume, path: str | os.PathLike, overwrite: bool = True,
         except OSError as error:
             raise LatentSRError(f"cannot write {path}: {error.strerror or error}") from None
     return path
-
-
-def is_output_file(path: str | os.PathLike) -> bool:
-    """True for a file :func:`write` tagged as a LatentSR output (its header says so)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return False  # unreadable: let the reader report it
-    if reader.HasMetaDataKey(OUTPUT_TAG):
-        return True
-    for key in ("descrip", "ITK_FileNotes"):
-        if reader.HasMetaDataKey(key) and reader.GetMetaData(key).startswith(OUTPUT_TAG + " "):
-            return True
-    return False
 
 
 def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -362,7 +344,7 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
         images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
                         and not atomic.is_temporary(p, entry)
                         and any(p.name.lower().endswith(s) for s in READABLE_SUFFIXES))
-        images = [p for p in images if not is_output_file(p)]
+        images = [p for p in images if not outputs.is_output_file(p)]
         if images:
             found.extend(images)
         else:  # DICOM files, with or without the .dcm extension: studies as the DICOM says (.dicom.find_studies)

@@ -18,7 +18,8 @@ import LatentSRLib.slicer as mrml  # noqa: E402  (after the importorskip above)
 from LatentSRLib import LatentSRError  # noqa: E402
 from LatentSRLib.slicer import layout, nodes, outputs  # noqa: E402
 from LatentSRLib.pipeline import Cancelled, super_resolve  # noqa: E402
-from LatentSRLib.volume import Volume, is_output_file, read, to_pixel_type, write  # noqa: E402
+from LatentSRLib.outputs import is_output_file  # noqa: E402
+from LatentSRLib.volume import Volume, read, to_pixel_type, write  # noqa: E402
 
 pytestmark = pytest.mark.mrml
 
