@@ -115,6 +115,10 @@ def validate(volume: Volume, what: str = "input") -> None:
     if not all(math.isfinite(s) and s > 0 for s in volume.spacing):
         raise LatentSRError(f"{what} has an unusable voxel spacing {volume.spacing}: "
                             "every spacing must be a positive, finite number of mm")
+    if volume.is_4d and not (math.isfinite(volume.time_spacing) and volume.time_spacing > 0):
+        # no image format stores it (ITK refuses negative spacing): refused now, not after the work
+        raise LatentSRError(f"{what} has an unusable time spacing {volume.time_spacing:g} between frames: "
+                            "it must be a positive, finite number")
     finite = np.isfinite(volume.array)
     if not finite.all():
         raise LatentSRError(f"{what} contains {int((~finite).sum())} NaN or infinite values")
@@ -320,7 +324,8 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
     In folders, LatentSR's own outputs (files :func:`write` tagged) and staging entries of
     interrupted writes (``.latentsr-*``) are skipped too. A folder holding DICOM files (``.dcm`` or
-    extensionless, :func:`.dicom.is_dicom_file`; and no other images) counts as one study.
+    extensionless, :func:`.dicom.is_dicom_file`) counts as one study, also in a tree that holds image
+    files elsewhere (a mixed tree lost its DICOM studies silently).
     """
     found: list[Path] = []
     for entry in map(Path, paths):
@@ -332,12 +337,10 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
         images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
                         and not atomic.is_temporary(p, entry)
                         and any(p.name.lower().endswith(s) for s in WRITABLE_SUFFIXES))
-        images = [p for p in images if not is_output_file(p)]
-        if images:
-            found.extend(images)
-        else:  # every folder holding DICOM files, with or without the .dcm extension, is one study
-            found.extend(sorted({p.parent for p in entry.rglob("*") if p.is_file()
-                                 and not atomic.is_temporary(p, entry) and dicom.is_dicom_file(p)}))
+        found.extend(p for p in images if not is_output_file(p))
+        # every folder holding DICOM files, with or without the .dcm extension, is one study
+        found.extend(sorted({p.parent for p in entry.rglob("*") if p.is_file() and not atomic.is_temporary(p, entry)
+                             and not p.name.lower().endswith(WRITABLE_SUFFIXES) and dicom.is_dicom_file(p)}))
     return found
 
 
