@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         if args.confidence_out:
             raise LatentSRError("--confidence-out is for one input written to a file (-o result.nii.gz)")
         return run_cohort(args, axis)
+    if method.weights_kind:  # a broken models.json or a missing weights file: before the input is read
+        from ..models import registry
+        registry.resolve(args.weights, method.weights_kind)
     if args.confidence_out:
         check_name(args.confidence_out, "--confidence-out")
     inputs = find_images(args.input)

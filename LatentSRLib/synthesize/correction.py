@@ -31,8 +31,8 @@ def correction_options(meta: dict, sigma_mm: float | None = None, gain: float | 
     except (TypeError, ValueError) as error:
         raise LatentSRError(f"the correction smoothing and gain must be numbers ({error})") from None
     if not np.isfinite(sigma_mm) or not 0 <= sigma_mm <= MAX_SIGMA_MM:
-        raise LatentSRError(f"the correction smoothing must be a number of mm from 0 to {MAX_SIGMA_MM:g}, "
-                            f"got {sigma_mm:g}")
+        raise LatentSRError(f"the correction smoothing must be a non-negative number of mm, at most "
+                            f"{MAX_SIGMA_MM:g}, got {sigma_mm:g}")
     if not np.isfinite(gain):
         raise LatentSRError(f"the correction gain must be a finite number, got {gain}")
     return sigma_mm, gain
