@@ -61,7 +61,7 @@ def adapt(config: AdaptConfig) -> AdaptResult:
             pixels: nothing to super-resolve), or unusable init weights.
     """
     limit = config.max_minutes
-    if limit is not None and not 0 < float(limit) < float("inf"):  # NaN compares false: it never stopped
+    if limit is not None and not float(limit) > 0:  # NaN compares false with the time: it never stopped
         raise LatentSRError(f"the training time must be a positive number of minutes, got {limit}")
     volume = read(config.scan)
     if volume.n_frames > 1:
