@@ -266,7 +266,8 @@ class Engine:
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError, ValueError, ImportError, RuntimeError) as error:
             self.__exit__()
-            raise LatentSRError(f"cannot reach the Dask scheduler {self.scheduler}: {one_line(error)}") from None
+            where = f"reach the Dask scheduler {self.scheduler}" if self.scheduler else "start a local Dask cluster"
+            raise LatentSRError(f"cannot {where}: {one_line(error)}") from None
         import importlib.util
         viewable = importlib.util.find_spec("bokeh") is not None  # the dashboard's pages need bokeh
         hint = "" if viewable else " (pip install bokeh to view it)"

@@ -21,7 +21,7 @@ MODULE_FILE = Path(__file__).resolve().parents[1] / "LatentSR" / "LatentSR.py"
 LAYERS = {
     "": 0,  # LatentSRLib/__init__.py: the error type
     "volume": 0, "readers": 0, "atomic": 0, "memory": 0, "intensity": 0, "metrics": 0, "devices": 0,
-    "interpolate": 0, "opticalflow": 0, "phantom": 0, "models": 0, "bandlimit": 0, "dicom": 0,
+    "interpolate": 0, "opticalflow": 0, "phantom": 0, "models": 0, "bandlimit": 0, "dicom": 0, "folders": 0,
     "methods": 1, "synthesize": 1,
     "training": 1,
     "pipeline": 2,
