@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -88,10 +89,8 @@ class Study:
 
 def plan(paths: Sequence[str | os.PathLike], out: str | os.PathLike, method: str) -> list[Study]:
     """The studies under ``paths``; outputs mirror each input's sub-folder below the folder given, so
-    studies/P001/cine.nii.gz and studies/P002/cine.nii.gz do not collide.
-
-    A folder below a folder given that is a symbolic link becomes a refused study: it is not followed
-    (a link can lead out of what was given, or round in a circle) and not skipped unseen either.
+    studies/P001/cine.nii.gz and studies/P002/cine.nii.gz do not collide. A linked folder below a folder
+    given is a refused study: not followed (it can lead out of what was given, or in a circle), not lost.
 
     Raises:
         LatentSRError: no images, or two inputs that would write the same output.
@@ -235,10 +234,18 @@ def check_engine(workers: int, scheduler: str | None) -> None:
             raise LatentSRError(f"--scheduler {scheduler}: {one_line(error)}") from None
 
 
-def _stop_heartbeat(dask_worker) -> None:
-    """Stop a worker's heartbeats before a local cluster closes: one in flight as the worker closes its
-    connections logged a traceback (distributed/worker.py, Worker.heartbeat) in about one run in five."""
+class _ClosingHeartbeat(logging.Filter):
+    """Drops "Failed to communicate with scheduler during heartbeat" and its traceback (distributed's
+    Worker.heartbeat): as our cluster closes, a heartbeat in flight finds its connection closed, as meant."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "during heartbeat" not in record.getMessage()
+
+
+def _quiet_for_shutdown(dask_worker) -> None:
+    """On each worker of our cluster before it closes: no new heartbeat, and one in flight ends quietly."""
     dask_worker.periodic_callbacks["heartbeat"].stop()
+    logging.getLogger("distributed.worker").addFilter(_ClosingHeartbeat())
 
 
 class Engine:
@@ -255,7 +262,6 @@ class Engine:
     def __enter__(self) -> "Engine":
         if not self.distributed:
             return self
-        import logging
         from dask.distributed import Client, LocalCluster  # lazily: only cohort runs need Dask
         try:
             if self.scheduler:
@@ -279,7 +285,7 @@ class Engine:
         # that talks to the scheduler, then the cluster (workers, then the scheduler).
         if self.cluster is not None and self.client is not None:
             with contextlib.suppress(Exception):  # a worker already gone has no heartbeat to stop
-                self.client.run(_stop_heartbeat)
+                self.client.run(_quiet_for_shutdown)
         if self.client is not None:
             self.client.close()
         if self.cluster is not None:
