@@ -60,6 +60,9 @@ def adapt(config: AdaptConfig) -> AdaptResult:
         LatentSRError: a 4D scan, a scan that is not anisotropic (slice spacing under 1.5 in-plane
             pixels: nothing to super-resolve), or unusable init weights.
     """
+    limit = config.max_minutes
+    if limit is not None and not float(limit) > 0:  # NaN compares false with the time: it never stopped
+        raise LatentSRError(f"the training time must be a positive number of minutes, got {limit}")
     volume = read(config.scan)
     if volume.n_frames > 1:
         raise LatentSRError(f"{config.scan} has {volume.n_frames} frames: adapt works on one static 3D scan "

@@ -155,6 +155,8 @@ def check_scan(volume: Volume, methods: Sequence[str] | None = None, max_seconds
     Raises:
         LatentSRError: fewer than 3 slices, no such frame, unknown or unavailable methods given.
     """
+    if not float(max_seconds) >= 0:  # NaN compares false with every deadline: it never stopped anything
+        raise LatentSRError(f"the time limit must be a number of seconds, 0 or more, got {max_seconds}")
     started = time.monotonic()
     deadline = started + max_seconds
     to_run, rows = _available(methods, weights)

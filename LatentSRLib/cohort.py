@@ -15,10 +15,12 @@
   one worker per GPU with CUDA_VISIBLE_DEVICES set, e.g. dask-cuda's ``dask cuda worker``).
 
 Per study (:func:`process_study`): sha256 of the input -> read -> factor -> skip if the output's
-sidecar records the same input checksum and options (:mod:`LatentSRLib.manifest`) -> super-resolve
--> atomic write (:func:`LatentSRLib.volume.write`) -> sidecar. A failing study (unreadable or 2D
-file, out of memory, a worker that died) is recorded and the others go on; ``manifest.csv`` is
-written at the end, also when interrupted.
+sidecar records the same input checksum and options and the output is still the file it recorded
+(:mod:`LatentSRLib.manifest`) -> super-resolve -> atomic write (:func:`LatentSRLib.volume.write`) ->
+sidecar. A failing study (unreadable or 2D file, out of memory, a worker that died) is recorded and
+the others go on. ``manifest.csv`` lists every study found before the work starts (a folder that is
+a symbolic link as failed, not followed) and is rewritten as each finishes. Bad options, an
+unreachable scheduler or an unwritable output folder stop the run before anything is created.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from . import LatentSRError, __version__
-from .manifest import (DONE, FAILED, SKIPPED, Record, input_sha256, is_finished, one_line, read_sidecar,
-                       sidecar_path, write_manifest, write_sidecar)
+from .folders import check_folder, linked_folders
+from .manifest import (DONE, FAILED, SKIPPED, TEMPORARY_PREFIX, Record, input_sha256, made_from, one_line,
+                       output_fingerprint, output_intact, read_sidecar, sidecar_path, write_manifest, write_sidecar)
+from .engine import Engine
 from .memory import output_shape
 from .volume import check_output, find_images, read, slice_axis, volume_name, write
 
@@ -71,11 +75,13 @@ class Options:
 
 @dataclasses.dataclass(frozen=True)
 class Study:
-    """One input and where its output goes: ``folder / f"{stem}_x{factor}.nii.gz"``."""
+    """One input and where its output goes: ``folder / f"{stem}_x{factor}.nii.gz"``; ``refused``: why
+    it is recorded as failed without being read (a symbolic link to a folder)."""
 
     input: str
     folder: str
     stem: str
+    refused: str = ""
 
     def output(self, factor: int) -> Path:
         return Path(self.folder) / f"{self.stem}_x{factor}.nii.gz"
@@ -83,13 +89,17 @@ class Study:
 
 def plan(paths: Sequence[str | os.PathLike], out: str | os.PathLike, method: str) -> list[Study]:
     """The studies under ``paths``; outputs mirror each input's sub-folder below the folder given, so
-    studies/P001/cine.nii.gz and studies/P002/cine.nii.gz do not collide.
+    studies/P001/cine.nii.gz and studies/P002/cine.nii.gz do not collide. A linked folder below a folder
+    given is a refused study: not followed (it can lead out of what was given, or in a circle), not lost.
 
     Raises:
         LatentSRError: no images, or two inputs that would write the same output.
     """
     studies, seen = [], {}
     for entry in map(Path, paths):
+        for link in linked_folders(entry, skip=TEMPORARY_PREFIX):
+            studies.append(Study(str(link), str(out), "", refused=f"{link} is a symbolic link to a folder: not "
+                                 "followed (give the folder it points to as an input instead)"))
         for source in find_images([entry]):
             relative = source.parent.relative_to(entry) if entry.is_dir() and source != entry else Path()
             _refuse_symlinked_folders(Path(out), relative)
@@ -118,6 +128,11 @@ def check_options(options: Options) -> str:
     """Check the options before any work; returns the sha256 of a learned method's weights file
     ('' for conventional methods)."""
     from . import pipeline
+    from .devices import check_device_name
+    check_device_name(options.device)
+    if options.correction_sigma_mm is not None or options.correction_gain is not None:
+        from .synthesize.correction import correction_options  # numpy and scipy only
+        correction_options({}, options.correction_sigma_mm, options.correction_gain)
     if options.method not in pipeline.METHODS:
         raise LatentSRError(f"unknown method '{options.method}' (choose from {', '.join(pipeline.METHODS)})")
     if options.factor is not None and (int(options.factor) != options.factor or options.factor < 1):
@@ -166,6 +181,8 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
     record = Record(study.input, method=options.method, weights_sha256=weights_sha256)
     learned = options.method in pipeline.WEIGHTS_KIND
     try:
+        if study.refused:
+            raise LatentSRError(study.refused)
         _limit_threads(threads, learned)
         digest = input_sha256(study.input)
         volume = read(study.input, allow_external_data=options.allow_external_data)
@@ -179,14 +196,17 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
         output = study.output(record.factor)
         record.output = str(output)
         identity = options.identity(weights_sha256, record.factor)
-        if not options.overwrite and is_finished(output, digest, identity):
+        recorded = None if options.overwrite else read_sidecar(output)
+        if made_from(recorded, digest, identity) and output_intact(output, recorded):
             record.status = SKIPPED
-            record.notes = list(read_sidecar(output).get("notes", []))
+            record.notes = list(recorded.get("notes", []))
             record.seconds = time.perf_counter() - started
             return record
-        if read_sidecar(output) is not None and not options.overwrite:
+        if recorded is not None and output.exists() and not made_from(recorded, digest, identity):
             raise LatentSRError(f"{output} was made from another input or with other options "
                                 "(use --overwrite to redo it)")
+        # A recorded output that is gone, truncated or replaced is made again (and said so)
+        redone = [f"{output.name} was missing or not the file its run recorded: made again"] if recorded else []
         output.parent.mkdir(parents=True, exist_ok=True)
         axis = slice_axis(volume) if options.axis is None else options.axis
         check_output(output, True, protect=[study.input],  # format limits, before the work
@@ -202,13 +222,14 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
                            correction_gain=options.correction_gain, clip=options.clip,
                            resampling_check=options.resampling_check)
         result = pipeline.super_resolve(volume, options.method, factor=record.factor, axis=options.axis, run=run)
-        record.notes = list(run.notes)
+        record.notes = redone + list(run.notes)
         write(result, output, overwrite=replace, protect=[study.input], tag=f"{options.method} x{record.factor}",
               like=study.input)
         record.seconds = time.perf_counter() - started
         write_sidecar(output, {"input": study.input, "input_sha256": digest, "options": identity,
                                "factor": record.factor, "seconds": round(record.seconds, 3),
-                               "latentsr": __version__, "device": run.device, "notes": run.notes})
+                               "latentsr": __version__, "device": run.device, "notes": run.notes,
+                               **output_fingerprint(output)})
         record.status = DONE
     except Exception as error:  # noqa: BLE001 -- one study's failure must not end the cohort
         record.status, record.error = FAILED, one_line(error)
@@ -218,64 +239,6 @@ def process_study(study: Study, options: Options, weights_sha256: str = "", thre
                 torch.cuda.empty_cache()
     record.seconds = time.perf_counter() - started
     return record
-
-
-class Engine:
-    """Runs one function over many items: in-process (workers <= 1) or on a Dask cluster."""
-
-    def __init__(self, workers: int = 1, scheduler: str | None = None, echo: Callable[[str], None] = print):
-        if workers < 0:
-            raise LatentSRError(f"--workers must be 0 or more, got {workers}")
-        self.workers, self.scheduler, self.echo = workers, scheduler, echo
-        self.distributed = bool(scheduler) or workers >= 2
-        self.client = self.cluster = None
-        # Local cluster: share the cores; a remote cluster's workers keep their own settings.
-        self.threads = max(1, (os.cpu_count() or 1) // workers) if self.distributed and not scheduler else None
-
-    def __enter__(self) -> "Engine":
-        if not self.distributed:
-            return self
-        import logging
-        from dask.distributed import Client, LocalCluster  # lazily: only cohort runs need Dask
-        try:
-            if self.scheduler:
-                self.client = Client(self.scheduler, timeout="30s")
-            else:
-                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=":8787", silence_logs=logging.ERROR)
-                self.client = Client(self.cluster)
-        except (OSError, TimeoutError) as error:
-            raise LatentSRError(f"cannot reach the Dask scheduler {self.scheduler}: {one_line(error)}") from None
-        import importlib.util
-        viewable = importlib.util.find_spec("bokeh") is not None  # the dashboard's pages need bokeh
-        hint = "" if viewable else " (pip install bokeh to view it)"
-        self.echo(f"Dask dashboard: {self.client.dashboard_link}{hint}")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-    def map(self, function: Callable, items: Sequence, **kwargs) -> Iterator[tuple[int, Any, BaseException | None]]:
-        """(index, result, error) per item, in completion order; ``error`` is what the task raised."""
-        kwargs = {**kwargs, "threads": self.threads} if self.threads else kwargs
-        if self.client is None:
-            for i, item in enumerate(items):
-                yield i, function(item, **kwargs), None
-            return
-        from dask.distributed import as_completed
-        futures = self.client.map(function, items, pure=False, **kwargs)
-        index = {future.key: i for i, future in enumerate(futures)}
-        try:
-            for future in as_completed(futures):
-                try:
-                    yield index[future.key], future.result(), None
-                except Exception as error:  # noqa: BLE001 -- e.g. KilledWorker: the worker died (OOM)
-                    yield index[future.key], None, error
-        finally:
-            self.client.cancel(futures)
 
 
 def run_super_resolve(paths: Sequence[str | os.PathLike], out: str | os.PathLike, options: Options,
@@ -291,21 +254,24 @@ def run_super_resolve(paths: Sequence[str | os.PathLike], out: str | os.PathLike
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LatentSRError(f"with several inputs, -o must be a folder: {out}")
+    check_folder(out, "-o")
     studies = plan(paths, out, options.method)
     digest = check_options(options)
-    out.mkdir(parents=True, exist_ok=True)
     records = [Record(s.input, method=options.method, weights_sha256=digest) for s in studies]
     from tqdm import tqdm
-    bar = tqdm(total=len(studies), desc=f"{options.method} cohort", unit="study", disable=not progress)
     counts = {DONE: 0, SKIPPED: 0, FAILED: 0}
-    try:
-        with Engine(workers, scheduler, echo) as engine:
+    with Engine(workers, scheduler, echo) as engine:  # connected (or refused) before anything is made
+        out.mkdir(parents=True, exist_ok=True)
+        write_manifest(records, out / MANIFEST_NAME)  # every study, not-run, before any work
+        bar = tqdm(total=len(studies), desc=f"{options.method} cohort", unit="study", disable=not progress)
+        try:
             kwargs = {"options": options, "weights_sha256": digest, "gpu_per_worker": engine.cluster is not None}
             for i, record, error in engine.map(process_study, studies, **kwargs):
                 if error is not None:
                     record = Record(studies[i].input, method=options.method, weights_sha256=digest,
                                     status=FAILED, error=f"worker died (out of memory?): {one_line(error)}")
                 records[i] = record
+                write_manifest(records, out / MANIFEST_NAME)  # each outcome as it comes
                 counts[record.status] += 1
                 if record.status == FAILED:
                     where = "" if record.input in record.error else f"{record.input}: "
@@ -314,9 +280,9 @@ def run_super_resolve(paths: Sequence[str | os.PathLike], out: str | os.PathLike
                     bar.write(f"note: {record.input}: {note}")
                 bar.update()
                 bar.set_postfix(counts)
-    finally:
-        bar.close()
-        write_manifest(records, out / MANIFEST_NAME)
+        finally:
+            bar.close()
+            write_manifest(records, out / MANIFEST_NAME)
     return records
 
 
@@ -345,8 +311,7 @@ def run_evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out
     files = [str(f) for f in find_images(paths)]
     if not files:
         raise LatentSRError(f"no images found in {', '.join(map(str, paths))}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_folder(out_dir, "--out")  # made by the summary, once every file is scored
     dataset = ev.dataset_name(paths)
     common = dict(methods=methods, keep_every=keep_every, device=device, weights=weights,
                   correction_sigma_mm=correction_sigma_mm, correction_gain=correction_gain,

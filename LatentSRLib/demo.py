@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import LatentSRError, atomic, phantom, pipeline
+from .folders import check_folder
 from .intensity import PercentileScaling
 from .pipeline import Run, choose_factor, super_resolve
 from .volume import Volume, read, volume_name, write
@@ -140,7 +141,7 @@ def run_demo(input_path: str | os.PathLike | None, out_dir: str | os.PathLike | 
         out_dir: default :func:`default_out_dir`.
         methods: default :func:`available_methods`.
     """
-    out = Path(out_dir) if out_dir is not None else _own_folder(default_out_dir())
+    out = check_folder(out_dir, "--out") if out_dir is not None else _own_folder(check_folder(default_out_dir(), "--out"))
     out.mkdir(parents=True, exist_ok=True)
     methods = [m.strip().lower() for m in methods] if methods else available_methods()
     for method in methods:

@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from . import LatentSRError, atomic, figures, pipeline
+from .folders import check_folder
 from .intensity import PercentileScaling, label_values
 from .metrics import centre_crop, psnr, ssim, vif
 from .report import (CSV_COLUMNS, METRIC_LABELS, METRICS, Comparison, MethodStats, Row, Summary,  # noqa: F401
@@ -225,13 +226,16 @@ def case_figure(case: ProtocolCase, outputs: dict[str, np.ndarray], rows: Sequen
 
 @dataclasses.dataclass
 class FileResult:
-    """What :func:`evaluate_file` measured on one file."""
+    """What :func:`evaluate_file` measured on one file; ``figure``: where comparison.png goes, drawn by
+    :func:`summarise_files` from ``figure_parts`` (:func:`case_figure`'s case, outputs, rows and title)
+    once every file is scored, so a file failing later leaves no figure behind."""
 
     rows: list[Row]
     volumes: list[str]
     skipped: list[str]
     excluded: int
     figure: Path | None = None
+    figure_parts: tuple | None = None
 
 
 def evaluate_file(path: str | os.PathLike, methods: Sequence[str], keep_every: int = 2, device: str = "auto",
@@ -252,8 +256,9 @@ def evaluate_file(path: str | os.PathLike, methods: Sequence[str], keep_every: i
         rows = evaluate_volume(name, volume, methods, keep_every, device, weights, correction_sigma_mm,
                                correction_gain, case=case, outputs=outputs, resampling_check=resampling_check)
         if outputs:
-            result.figure = case_figure(case, outputs, rows, figure,
-                                        f"{dataset + ': ' if dataset and dataset != name else ''}{name}, hidden slices re-created")
+            result.figure = Path(figure)
+            result.figure_parts = (case, outputs, rows, f"{dataset + ': ' if dataset and dataset != name else ''}"
+                                                        f"{name}, hidden slices re-created")
         result.rows.extend(rows)
         result.volumes.append(name)
         result.excluded += len(case.excluded)
@@ -304,8 +309,7 @@ def evaluate(paths: Sequence[str | os.PathLike], methods: Sequence[str], out_dir
         raise LatentSRError(f"no images found in {', '.join(map(str, paths))}")
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_folder(out_dir, "--out")  # made by summarise, once every file is scored: a failure leaves nothing
     dataset = dataset or dataset_name(paths)
     parts: list[FileResult] = []
     for path in tqdm(files, desc="evaluate", unit="file", disable=not progress):
@@ -330,7 +334,8 @@ def summarise_files(parts: Sequence[FileResult], methods: Sequence[str], out: Pa
         total.volumes += part.volumes
         total.skipped += part.skipped
         total.excluded += part.excluded
-        total.figure = total.figure or part.figure
+        if total.figure is None and part.figure_parts is not None:
+            total.figure, total.figure_parts = part.figure, part.figure_parts
     if not total.rows:
         if total.excluded:
             raise LatentSRError("no slice with content to score (all excluded by the content rule)")
@@ -339,7 +344,9 @@ def summarise_files(parts: Sequence[FileResult], methods: Sequence[str], out: Pa
     summary = summarise(total.rows, methods, out, keep_every=keep_every, volumes=total.volumes,
                         skipped=total.skipped, dataset=dataset, excluded=total.excluded, rule=CONTENT_RULE,
                         weights=weights, crop=CROP, resampling_check=resampling_check)
-    summary.figure_path = total.figure
+    if total.figure_parts is not None:
+        case, outputs, rows, title = total.figure_parts
+        summary.figure_path = case_figure(case, outputs, rows, total.figure, title)
     return summary
 
 

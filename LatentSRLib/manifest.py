@@ -6,10 +6,15 @@ sidecar, not the manifest, is what a re-run trusts to skip a study, because it i
 the moment that study finishes: a run killed half-way (SIGKILL, node lost, walltime hit) never gets to
 write ``manifest.csv``, yet every study it finished is still recognised. The order is output first,
 sidecar second, so a sidecar never vouches for a missing or partial output; an output without a
-sidecar is treated as unfinished and redone.
+sidecar is treated as unfinished and redone. The sidecar also records the output's size and sha256
+(:func:`output_fingerprint`): an output truncated, replaced or deleted after its run no longer
+matches, and is redone instead of being skipped forever.
 
-``manifest.csv`` is the human- and script-readable summary written (atomically) at the end of a run:
-one row per input, columns :data:`COLUMNS`.
+``manifest.csv`` lists every study found before any work starts (status ``not-run``) and is
+rewritten as each one finishes, so a study can never be missing from it, even after SIGKILL.
+
+``manifest.csv`` is the human- and script-readable summary (written atomically): one row per input,
+columns :data:`COLUMNS`.
 """
 
 from __future__ import annotations
@@ -98,11 +103,32 @@ def read_sidecar(output: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def output_fingerprint(output: str | os.PathLike) -> dict[str, Any]:
+    """What a sidecar records of its output's bytes: size and sha256."""
+    return {"output_bytes": os.stat(output).st_size, "output_sha256": input_sha256(output)}
+
+
+def output_intact(output: str | os.PathLike, record: dict[str, Any] | None) -> bool:
+    """True when ``output`` is a file with the size and sha256 its sidecar ``record`` recorded (a
+    sidecar without them, from before they were recorded, cannot vouch for its output)."""
+    output = Path(output)
+    if record is None or not output.is_file() or "output_sha256" not in record:
+        return False
+    if output.stat().st_size != record.get("output_bytes"):
+        return False  # truncated or replaced: no need to hash it
+    return input_sha256(output) == record["output_sha256"]
+
+
+def made_from(record: dict[str, Any] | None, sha256: str, options: dict[str, Any]) -> bool:
+    """True when a sidecar ``record`` names this input checksum and these options."""
+    return record is not None and record.get("input_sha256") == sha256 and record.get("options") == options
+
+
 def is_finished(output: str | os.PathLike, sha256: str, options: dict[str, Any]) -> bool:
-    """True when ``output`` exists and its sidecar records this input checksum and these options."""
+    """True when ``output`` is whole (as its sidecar recorded it) and its sidecar records this input
+    checksum and these options."""
     record = read_sidecar(output)
-    return (Path(output).is_file() and record is not None and record.get("input_sha256") == sha256
-            and record.get("options") == options)
+    return made_from(record, sha256, options) and output_intact(output, record)
 
 
 def write_manifest(records: Iterable[Record], path: str | os.PathLike) -> Path:

@@ -124,6 +124,10 @@ def validate(volume: Volume, what: str = "input") -> None:
     if not all(math.isfinite(s) and s > 0 for s in volume.spacing):
         raise LatentSRError(f"{what} has an unusable voxel spacing {volume.spacing}: "
                             "every spacing must be a positive, finite number of mm")
+    if volume.is_4d and not (math.isfinite(volume.time_spacing) and volume.time_spacing > 0):
+        # no image format stores it (ITK refuses negative spacing): refused now, not after the work
+        raise LatentSRError(f"{what} has an unusable time spacing {volume.time_spacing:g} between frames: "
+                            "it must be a positive, finite number")
     finite = np.isfinite(volume.array)
     if not finite.all():
         raise LatentSRError(f"{what} contains {int((~finite).sum())} NaN or infinite values")
@@ -331,8 +335,9 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
     In folders, LatentSR's own outputs (files :func:`write` tagged) and staging entries of
     interrupted writes (``.latentsr-*``) are skipped too. A folder holding DICOM files (``.dcm`` or
-    extensionless, :func:`.dicom.is_dicom_file`; and no other images) counts as one study, and so does
-    a folder holding just the per-position series folders of one cine (:func:`.dicom.find_studies`).
+    extensionless, :func:`.dicom.is_dicom_file`) counts as one study, also in a tree that holds image
+    files elsewhere, and so does a folder holding just the per-position series folders of one cine
+    (:func:`.dicom.find_studies`).
     """
     found: list[Path] = []
     for entry in map(Path, paths):
@@ -344,11 +349,10 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
         images = sorted(p for p in entry.rglob("*") if p.is_file() and not is_mask_file(p)
                         and not atomic.is_temporary(p, entry)
                         and any(p.name.lower().endswith(s) for s in READABLE_SUFFIXES))
-        images = [p for p in images if not outputs.is_output_file(p)]
-        if images:
-            found.extend(images)
-        else:  # DICOM files, with or without the .dcm extension: studies as the DICOM says (.dicom.find_studies)
-            found.extend(dicom.find_studies(entry, skip=lambda p: atomic.is_temporary(p, entry)))
+        found.extend(p for p in images if not outputs.is_output_file(p))
+        # DICOM studies as the DICOM says (.dicom.find_studies), also beside image files (a mixed tree lost them)
+        found.extend(dicom.find_studies(entry, skip=lambda p: atomic.is_temporary(p, entry)
+                                        or p.name.lower().endswith(READABLE_SUFFIXES)))
     return found
 
 

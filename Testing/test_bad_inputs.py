@@ -4,7 +4,8 @@ Each row of :data:`CASES` builds an input (a damaged file, an impossible option)
 ``latentsr super-resolve ... -o out/...`` in-process, and checks the message fragment, the exit code,
 that the output folder is still empty (no result, no ``.latentsr-*`` staging entry) and that no
 traceback was printed. Rows marked with an issue #16 defect number failed (accepted the input,
-crashed, or left files) before the reliability work. Then come the cases a table cannot express:
+crashed, or left files) before the reliability work; rows marked 29.N, before issue #29's item N
+(other subcommands and folder runs: test_bad_cli.py). Then come the cases a table cannot express:
 a file appearing during the run, a crafted training checkpoint, re-running a folder into itself,
 and real subprocesses killed (SIGKILL, SIGTERM, SIGINT) while they write a large output.
 """
@@ -112,6 +113,23 @@ def studies(folder: Path, count: int) -> str:
     return str(studies_folder)
 
 
+def nifti_4d_time(folder: Path, time_spacing: float) -> str:
+    """A 4D NIfTI cine whose time pixdim is ``time_spacing`` (SimpleITK keeps a negative one)."""
+    import nibabel
+    data = np.random.default_rng(0).normal(100, 20, (24, 20, 6, 3)).astype(np.float32)
+    img = nibabel.Nifti1Image(data, np.diag([1.5, 1.25, 8.0, 1.0]))
+    img.header["pixdim"][4] = time_spacing
+    nibabel.save(img, str(folder / "cine.nii.gz"))
+    return str(folder / "cine.nii.gz")
+
+
+def weights_dict(folder: Path, **content) -> str:
+    """A weights file in LatentSR's format for the autoencoder, holding only ``content`` besides."""
+    import torch
+    torch.save({"format": "latentsr-weights-1", "kind": "ae", **content}, str(folder / "hand-made.pt"))
+    return str(folder / "hand-made.pt")
+
+
 def weights_garbage(folder: Path) -> str:
     (folder / "junk.pt").write_bytes(b"not weights at all")
     return str(folder / "junk.pt")
@@ -165,6 +183,27 @@ CASES = [
     ("several-studies-to-one-file", None, lambda d: (studies(d, 2), [], "o.nii.gz"), "give a folder"),
     ("unknown-output-format", None, lambda d: (plain(d), [], "o.xyz"), "file format"),
     ("output-folder-missing", None, lambda d: (plain(d), [], "missing/o.nii.gz"), "does not exist"),
+    # issue #29: tracebacks where one line was promised (12), refused runs that left files (14), options
+    # that did nothing silently (also seen: now refused when invalid, even where unused)
+    ("4d-negative-time-spacing", "29.12", lambda d: (nifti_4d_time(d, -1.0), [], "o.nii.gz"), "unusable time spacing"),
+    ("output-name-300-characters", "29.12", lambda d: (plain(d), [], "x" * 300 + ".nii.gz"), "choose a shorter name"),
+    ("folder-output-name-300-characters", "29.12", lambda d: (studies(d, 2), [], "x" * 300), "choose a shorter name"),
+    ("scheduler-unknown-scheme", "29.12", lambda d: (plain(d), ["--scheduler", "foo://x"], "o.nii.gz"),
+     "--scheduler foo://x"),
+    ("folder-scheduler-unknown-scheme", "29.14", lambda d: (studies(d, 2), ["--scheduler", "foo://x"], "res"),
+     "--scheduler foo://x"),
+    ("workers-negative", "29.14", lambda d: (plain(d), ["--workers", "-3"], "o.nii.gz"), "--workers must be 0"),
+    ("folder-workers-negative", "29.14", lambda d: (studies(d, 2), ["--workers", "-3"], "res"), "--workers must be 0"),
+    *[(f"device-{name}", "29.12", lambda d, name=name: (plain(d), ["--method", "ae", "--device", name], "o.nii.gz"),
+       "unknown device") for name in ("meta", "xla", "hpu")],
+    ("device-meta-conventional", "29.12", lambda d: (plain(d), ["--device", "meta"], "o.nii.gz"), "unknown device"),
+    ("correction-sigma-1e9", "29.12", lambda d: (plain(d), ["--method", "ae", "--correction-sigma", "1e9"], "o.nii.gz"),
+     "correction smoothing"),
+    ("weights-without-state-dict", "29.12", lambda d: (plain(d), ["--method", "ae", "--weights",
+                                                                  weights_dict(d, config={})], "o.nii.gz"), "'state_dict'"),
+    ("weights-string-config", "29.12", lambda d: (plain(d), ["--method", "ae", "--weights",
+                                                             weights_dict(d, config="x", state_dict={})], "o.nii.gz"),
+     "'config'"),
 ]
 
 

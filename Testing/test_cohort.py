@@ -137,7 +137,12 @@ def test_sigkill_leaves_no_partial_output_and_the_next_run_completes(tmp_path, d
     finished = outputs(out)
     recorded = [name for name in finished if (out / (name + ".json")).exists()]  # sidecar written too
     assert 1 <= len(finished) < 6, "the run should be killed half-way"
-    assert not (out / "manifest.csv").exists()
+    # manifest.csv listed every study before the work started (issue #29, item 7: nothing skipped unseen)
+    # and was rewritten as each finished: all six are in it, none done without its sidecar.
+    killed = manifest(out)
+    assert sorted(killed) == [f"cine{i}.nii.gz" for i in range(6)]
+    assert {row["status"] for row in killed.values()} <= {"done", "not-run"}
+    assert {Path(row["output"]).name for row in killed.values() if row["status"] == "done"} <= set(recorded)
     reference = (out / sorted(finished)[0]).read_bytes()
     assert read(out / sorted(finished)[0]).array.shape == (read(folder / "cine0.nii.gz").n_frames, 43, 95, 100)
     for path in finished.values():  # every output present is complete

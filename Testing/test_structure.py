@@ -21,12 +21,12 @@ MODULE_FILE = Path(__file__).resolve().parents[1] / "LatentSR" / "LatentSR.py"
 LAYERS = {
     "": 0,  # LatentSRLib/__init__.py: the error type
     "volume": 0, "readers": 0, "atomic": 0, "outputs": 0, "memory": 0, "intensity": 0, "metrics": 0, "devices": 0,
-    "interpolate": 0, "opticalflow": 0, "phantom": 0, "models": 0, "bandlimit": 0, "dicom": 0,
+    "interpolate": 0, "opticalflow": 0, "phantom": 0, "models": 0, "bandlimit": 0, "dicom": 0, "folders": 0,
     "processes": 0,
     "methods": 1, "synthesize": 1,
     "training": 1,
     "pipeline": 2,
-    "evaluate": 3, "report": 3, "figures": 3, "calibrate": 3, "adapt": 3, "check": 3, "cohort": 3,
+    "evaluate": 3, "report": 3, "figures": 3, "calibrate": 3, "adapt": 3, "check": 3, "cohort": 3, "engine": 3,
     "manifest": 3, "background": 3, "fallback": 3,
     "cli": 4, "demo": 4, "progress": 4, "slicer": 4, "mrml": 4,
 }

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from LatentSRLib.cohort import Engine, Options, run_super_resolve
+from LatentSRLib.cohort import Options, run_super_resolve
+from LatentSRLib.engine import Engine
 from LatentSRLib.volume import find_images
 
 

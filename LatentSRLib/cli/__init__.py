@@ -11,11 +11,16 @@ import sys
 from typing import Sequence
 
 from .. import LatentSRError, __version__
+from ..manifest import one_line
 from . import evaluate, models, super_resolve, train
 
 
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
+    from ..pipeline import WEIGHTS_KIND
+    from .options import check_device
+    names = [m.strip().lower() for m in args.methods.split(",")] if args.methods else ["ae"]  # default: learned too
+    check_device(args.device, [m for m in names if m in WEIGHTS_KIND])
     report = run_demo(args.input, args.out, methods=args.methods.split(",") if args.methods else None,
                       device=args.device, progress=not args.quiet)
     print(report)
@@ -54,3 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("latentsr: interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # the file system refused (full, read-only, a name too long): one line
+        where = f": {error.filename}" if error.filename else ""
+        print(f"latentsr: error: {error.strerror or one_line(error)}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("latentsr: error: out of memory (try a smaller factor, or fewer studies at once)", file=sys.stderr)
+        return 2

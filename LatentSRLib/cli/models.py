@@ -44,6 +44,8 @@ def run_set_correction(args: argparse.Namespace) -> int:
 
 def run_adapt(args: argparse.Namespace) -> int:
     from ..adapt import AdaptConfig, adapt
+    from .options import check_device
+    check_device(args.device, ["ae"])
     result = adapt(AdaptConfig(scan=args.scan, out=args.out, init=args.init, max_minutes=args.max_minutes,
                                seed=args.seed, device=args.device, progress=not args.quiet))
     print(result.table)

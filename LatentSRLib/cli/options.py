@@ -72,3 +72,37 @@ def method_list(text: str) -> list[str]:
 def method_help() -> str:
     from ..methods import REGISTRY
     return ", ".join(m.name for m in REGISTRY)
+
+
+def note(text: str) -> None:
+    """An option given where it does nothing: said in one line (stderr), and the run goes on."""
+    print(f"latentsr: note: {text}", file=sys.stderr)
+
+
+def check_device(device: str, learned: list[str], local: bool = True) -> None:
+    """Refuse a device LatentSR cannot use, before any work and whatever the methods; with learned
+    methods run here (``local``), also one that this machine lacks. A device other than auto or cpu
+    for conventional methods only is noted: they always run on the CPU."""
+    from ..devices import check_device_name, pick_device
+    device = check_device_name(device)
+    if learned and local:
+        pick_device(device)  # imports torch, which the learned methods need anyway
+    elif not learned and device not in ("auto", "cpu"):
+        note(f"--device {device} is not used: these methods run on the CPU (only learned methods use a GPU)")
+
+
+def check_cluster(args: argparse.Namespace, used: bool) -> None:
+    """--workers / --scheduler: refused when invalid even where unused (a typo must not pass); noted
+    when given where nothing runs on a cluster (``used`` False: one input written to one file)."""
+    from ..engine import check_engine
+    check_engine(args.workers, args.scheduler)
+    if not used and (args.workers >= 2 or args.scheduler):
+        flag = f"--scheduler {args.scheduler}" if args.scheduler else f"--workers {args.workers}"
+        note(f"{flag} is not used: one input runs in this process (a cluster runs folders of studies)")
+
+
+def check_correction(args: argparse.Namespace) -> None:
+    """--correction-sigma / --correction-gain, checked before any work (numpy and scipy only)."""
+    if args.correction_sigma is not None or args.correction_gain is not None:
+        from ..synthesize.correction import correction_options
+        correction_options({}, args.correction_sigma, args.correction_gain)

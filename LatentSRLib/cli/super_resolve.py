@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 from .. import LatentSRError
+from ..folders import check_name
 from ..progress import progress_bar
 from ..volume import WRITABLE_SUFFIXES, check_output, find_images, read, slice_axis, validate, volume_name, write
-from .options import add_cluster_flags, add_correction_flags, method_help, method_name
+from .options import (add_cluster_flags, add_correction_flags, check_cluster, check_correction, check_device,
+                      method_help, method_name)
 
 AXES = {"auto": None, "z": 0, "y": 1, "x": 2}
 
@@ -35,13 +37,24 @@ def run(args: argparse.Namespace) -> int:
     axis = AXES[args.axis]
     if not args.output.strip():  # '' would mean the current folder
         raise LatentSRError("-o is empty: name an output file or folder")
+    check_name(args.output, "-o")  # before anything looks at it: a name too long fails even is_dir()
     # A folder of one study (a DICOM series, a scan) written to a file name is one job, not a cohort; the
     # cohort lists its inputs itself
-    if not _names_a_file(args.output) and (len(args.input) > 1 or Path(args.input[0]).is_dir()
-                                           or _names_a_folder(args.output)):
+    cohort = not _names_a_file(args.output) and (len(args.input) > 1 or Path(args.input[0]).is_dir()
+                                                 or _names_a_folder(args.output))
+    # Every option is checked before anything is read or made
+    check_cluster(args, used=cohort)
+    check_device(args.device, [args.method] if method.learned else [], local=not (cohort and args.scheduler))
+    check_correction(args)
+    if cohort:
         if args.confidence_out:
             raise LatentSRError("--confidence-out is for one input written to a file (-o result.nii.gz)")
         return run_cohort(args, axis)
+    if method.weights_kind:  # a broken models.json or a missing weights file: before the input is read
+        from ..models import registry
+        registry.resolve(args.weights, method.weights_kind)
+    if args.confidence_out:
+        check_name(args.confidence_out, "--confidence-out")
     inputs = find_images(args.input)
     if not inputs:
         raise LatentSRError(f"no images found in {', '.join(args.input)}")

@@ -39,7 +39,17 @@ def manifest() -> dict[str, dict[str, Any]]:
     path = models_folder() / MANIFEST
     if not path.exists():
         return {}
-    return json.loads(path.read_text())
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # a hand-edited or half-copied models.json
+        raise LatentSRError(f"{path} cannot be read as the list of bundled models "
+                            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                            "repair it, or unset LATENTSR_MODELS to use the bundled one") from None
+    for name, entry in entries.items() if isinstance(entries, dict) else [(None, None)]:
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in ("file", "sha256", "kind"))):
+            what = "is not a JSON object of models" if name is None else f"entry '{name}' lacks a file, sha256 or kind"
+            raise LatentSRError(f"{path} {what}; repair it, or unset LATENTSR_MODELS to use the bundled one")
+    return entries
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -122,6 +132,14 @@ def load(weights: str | os.PathLike | None, kind: str) -> dict[str, Any]:
         raise LatentSRError(f"{path} is not a LatentSR weights file (expected format '{FORMAT}')")
     if content.get("kind") != kind:
         raise LatentSRError(f"{path} holds weights for '{content.get('kind')}', not for '{kind}'")
+    # The parts every loader uses, checked here so a hand-made file fails with one line, not in a network.
+    for key, expected in (("config", "a dict of network settings"), ("state_dict", "a dict of tensors")):
+        if not isinstance(content.get(key), dict):
+            raise LatentSRError(f"{path} is not a complete LatentSR weights file: its '{key}' should be {expected}")
+    if not all(isinstance(v, torch.Tensor) for v in content["state_dict"].values()):
+        raise LatentSRError(f"{path} is not a complete LatentSR weights file: its 'state_dict' holds non-tensors")
+    if not isinstance(content.setdefault("meta", {}), dict):
+        raise LatentSRError(f"{path} is not a complete LatentSR weights file: its 'meta' should be a dict")
     content["state_dict"] = {k: (v.float() if v.is_floating_point() else v) for k, v in content["state_dict"].items()}
     content["path"] = str(path)
     return content

@@ -17,13 +17,22 @@ from scipy import ndimage
 from .. import LatentSRError
 
 
+#: The largest smoothing accepted (mm). A metre is beyond any field of view: more smooths the correction
+#: to its mean just the same, while the Gaussian kernel grows with sigma (1e9 mm asked for 48 GB).
+MAX_SIGMA_MM = 1000.0
+
+
 def correction_options(meta: dict, sigma_mm: float | None = None, gain: float | None = None
                        ) -> tuple[float, float]:
     """(sigma in mm, gain): the overrides where given, else what ``meta`` records, else (0, 1)."""
-    sigma_mm = float(meta.get("correction_sigma_mm", 0.0) if sigma_mm is None else sigma_mm)
-    gain = float(meta.get("correction_gain", 1.0) if gain is None else gain)
-    if not np.isfinite(sigma_mm) or sigma_mm < 0:
-        raise LatentSRError(f"the correction smoothing must be a non-negative number of mm, got {sigma_mm}")
+    try:  # a weights file's metadata may hold anything
+        sigma_mm = float(meta.get("correction_sigma_mm", 0.0) if sigma_mm is None else sigma_mm)
+        gain = float(meta.get("correction_gain", 1.0) if gain is None else gain)
+    except (TypeError, ValueError) as error:
+        raise LatentSRError(f"the correction smoothing and gain must be numbers ({error})") from None
+    if not np.isfinite(sigma_mm) or not 0 <= sigma_mm <= MAX_SIGMA_MM:
+        raise LatentSRError(f"the correction smoothing must be a non-negative number of mm, at most "
+                            f"{MAX_SIGMA_MM:g}, got {sigma_mm:g}")
     if not np.isfinite(gain):
         raise LatentSRError(f"the correction gain must be a finite number, got {gain}")
     return sigma_mm, gain

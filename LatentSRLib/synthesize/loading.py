@@ -18,10 +18,10 @@ from ..models import registry
 def _load(path: str, digest: str, kind: str, network: type, device: str, channels_last: bool
           ) -> tuple[torch.nn.Module, dict]:
     content = registry.load(path, kind)
-    model = network(**content["config"])
-    try:
+    try:  # a config with unknown or ill-typed settings is a file for another network, as a shape mismatch is
+        model = network(**content["config"])
         model.load_state_dict(content["state_dict"])
-    except RuntimeError:
+    except (RuntimeError, TypeError, ValueError):
         raise LatentSRError(f"{path} does not match the {kind} network's architecture {content['config']}") from None
     model = model.to(device)
     if channels_last:
