@@ -87,10 +87,10 @@ class DeviceProbe:
         if importlib.util.find_spec("torch") is None:  # finds the package without importing it
             self.gpus = []
             return
+        from ..processes import popen_options
         from .jobs import python_executable
-        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # Windows: no console window
         self._process = subprocess.Popen([python or python_executable(), "-c", _PROBE], stdout=subprocess.PIPE,
-                                         stderr=subprocess.DEVNULL, text=True, creationflags=flags)
+                                         stderr=subprocess.DEVNULL, text=True, **popen_options())  # no console window
 
     def close(self) -> None:
         """Stop the probe if it still runs (the panel is closing)."""
