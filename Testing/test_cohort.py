@@ -237,7 +237,7 @@ def test_a_cohort_records_and_prints_which_studies_the_detector_sent_to_linear(d
     notes column and a note: line name the re-sampled study only, and a resumed run keeps its note."""
     from LatentSRLib.intensity import normalise
     from LatentSRLib.interpolate import resample_along_slices
-    from LatentSRLib.methods.base import RESAMPLED_NOTE
+    from LatentSRLib.synthesize.gates import RESAMPLED_NOTE
     volume = read(data_dir / "acdc_fullfov" / "patient001" / "patient001_frame01.nii.gz")
     stack = normalise(volume.array[0], clip=True)[0]
     x, y, z = volume.spacing

@@ -133,7 +133,8 @@ def test_the_resampling_check_can_be_switched_off_from_the_command_line(data_dir
 def test_motion_tells_the_user_once_when_the_detector_sends_frames_to_linear(data_dir):
     """Both frames of a re-sampled validation stack go to linear: one note, not one per frame; the acquired
     stack gets none. A new run starts without the last one's notes."""
-    from LatentSRLib.methods.base import RESAMPLED_NOTE, Run
+    from LatentSRLib.methods.base import Run
+    from LatentSRLib.synthesize.gates import RESAMPLED_NOTE
     from LatentSRLib.pipeline import super_resolve
     volume = read(data_dir / "acdc_fullfov" / "patient001" / "patient001_frame01.nii.gz")
     stack = normalise(volume.array[0], clip=True)[0]

@@ -2,7 +2,9 @@
 
 Every library module is assigned a layer; an import (anywhere in a module, including lazy ones in
 function bodies) may only go to the same layer or one below. ``training`` sits beside ``methods``:
-it may import the ground only.
+it may import the ground only. Within the methods floor, inference (``synthesize``) sits under the
+method files: ``methods/*`` import ``synthesize/*`` (their torch inference, the gates ``flow`` and
+``motion`` share), never the other way.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def test_nothing_imports_upward():
                 upward.append(f"{name} ({NAMES[here]}) imports {target} ({NAMES[there]})")
             if name.startswith("training") and there == 1 and not target.startswith("training"):
                 upward.append(f"{name} (training) imports {target} (methods): training may use the ground only")
+            if name.startswith("synthesize") and target.startswith("methods"):
+                upward.append(f"{name} (inference) imports {target} (a method): move what both use to synthesize/")
     assert upward == []
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from LatentSRLib import evaluate  # noqa: E402
 from LatentSRLib.bandlimit import zero_fill  # noqa: E402
 from LatentSRLib.interpolate import resample_along_slices, shrink_in_plane  # noqa: E402
-from LatentSRLib.methods import flow  # noqa: E402
+from LatentSRLib.synthesize import gates  # noqa: E402
 from LatentSRLib.volume import find_images, read  # noqa: E402
 
 METHODS = ["linear", "flow", "motion"]
@@ -90,7 +90,7 @@ def main() -> None:
     if args.ablate or args.linear_offset:
         ablate(set(args.ablate), args.linear_offset)
     if args.no_gate:
-        flow.scan_confidence = lambda slices, recreate=None, resampling_check=True, run=None: 1.0
+        gates.scan_confidence = lambda slices, recreate=None, resampling_check=True, run=None: 1.0  # flow's and motion's
     rows = []
     for path in find_images(args.paths):
         volume = read(path)

@@ -53,8 +53,8 @@ class Run:
         confidence: set by the run, not by the caller: None, or where the method trusts itself,
             (T, Z', Y, X) in [0, 1] on the output grid (the pipeline turns it into a Volume).
         notes: set by the run: what the user should know about the result, one line each, without
-            repeats (e.g. :data:`RESAMPLED_NOTE`); the command line prints them, the Slicer panel's status
-            shows them.
+            repeats (e.g. :data:`LatentSRLib.synthesize.gates.RESAMPLED_NOTE`); the command line prints
+            them, the Slicer panel's status shows them.
     """
 
     device: str = "auto"
@@ -94,13 +94,6 @@ class Run:
     def report(self, fraction: float) -> None:
         if self.progress is not None:
             self.progress(min(max(float(fraction), 0.0), 1.0))
-
-
-#: What ``flow`` and ``motion`` tell the user when the cross-fade detector sends a stack (toward) linear.
-RESAMPLED_NOTE = ("the cross-fade detector took this stack (or some of its frames) for one re-sampled along its "
-                  "slice axis, so the result there is (closer to) linear interpolation; if it was acquired as it "
-                  "is, e.g. enlarged in-plane by smooth interpolation, switch the check off (--no-resampling-check; "
-                  "in Slicer: Advanced, Check for re-sampled stacks)")
 
 
 class Method:

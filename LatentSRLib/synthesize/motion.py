@@ -4,14 +4,14 @@ Per frame and per gap between acquired slices A and B: both optical flows once
 (:meth:`LatentSRLib.models.motion.MotionRefiner.estimate_flows`, with the settings its network was
 trained with), then for each new position t = j / k the
 refiner's inputs (:func:`LatentSRLib.models.motion.network_inputs`) and one batched forward pass.
-The refiner's weight on linear interpolation is its own confidence; the scan self-check of the
-``flow`` method (re-creating acquired slices at twice the gap, with the refiner) scales both the
-correction to linear and the confidence, so that on a scan where the refiner does not beat linear
+The refiner's weight on linear interpolation is its own confidence; the scan gates it shares with
+``flow`` (:mod:`LatentSRLib.synthesize.gates`: the self-check re-creates acquired slices at twice the
+gap, here with the refiner, and the cross-fade detector) scale both the correction to linear and the
+confidence, so that on a scan where the refiner does not beat linear
 on its own slices the result is linear interpolation.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch
 from ..devices import pick_device
 from ..models.motion import INPUTS, MotionRefiner, network_inputs
 from ..opticalflow import cv2_threads
+from . import gates
 from .loading import load_network
 
 
@@ -50,8 +51,6 @@ def _refine(model: MotionRefiner, device: torch.device, a: np.ndarray, b: np.nda
 def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndarray:
     """The pipeline contract: (T, Z, Y, X) normalised -> (T, (Z - 1) * factor + 1, Y, X); sets
     ``run.confidence``."""
-    from ..methods.flow import linear_between, over_pairs, scan_confidence
-
     device = pick_device(run.device)
     model, _ = load_model(run.weights, device)
     cv2_threads(1)
@@ -65,15 +64,15 @@ def upsample(array: np.ndarray, factor: int, spacing_zyx: tuple, run) -> np.ndar
         return _refine(model, device, a, b, [0.5], 2 * spacing)[0][0]
 
     for t in range(frames):
-        trust = scan_confidence(array[t], midway, run.resampling_check, run)
+        trust = gates.scan_confidence(array[t], midway, run.resampling_check, run)
 
         def between(a, b, k, trust=trust):
             if trust == 0.0:
-                return linear_between(a, b, k)
+                return gates.linear_between(a, b, k)
             refined = _refine(model, device, a, b, [j / k for j in range(1, k)], spacing)
             return [(linear + trust * (image - linear), (trust * (1.0 - w_linear)).astype(np.float32))
                     for image, w_linear, linear in refined]
 
-        out[t], confidence[t] = over_pairs(array[t], factor, between, run, t * (n - 1), frames * (n - 1))
+        out[t], confidence[t] = gates.over_pairs(array[t], factor, between, run, t * (n - 1), frames * (n - 1))
     run.confidence = confidence
     return out
