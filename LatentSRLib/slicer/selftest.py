@@ -49,10 +49,9 @@ def generated_cine():
 
 
 def _temporary_folder() -> str:
-    """Slicer's temporary folder (Application settings) where there is one, else the system's."""
-    app = getattr(slicer, "app", None)
-    base = getattr(app, "temporaryPath", None) if app is not None else None
-    return tempfile.mkdtemp(prefix="LatentSR-selftest-", dir=base if base and os.path.isdir(base) else None)
+    """A new folder in Slicer's temporary folder (Application settings) where there is one, else the system's."""
+    from ..processes import temporary_root
+    return tempfile.mkdtemp(prefix="LatentSR-selftest-", dir=temporary_root())
 
 
 def _wait(runner: PanelRunner, update, seconds: float = 300.0):
