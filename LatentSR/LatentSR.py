@@ -239,12 +239,12 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- runs: lsr.PanelRunner starts, polls and finishes them; the timer polls; _show shows each update --
 
-    def _start(self, methods: list, start) -> None:
+    def _start(self, methods: list, start, scoring: bool = False) -> None:
         confirm = None if slicer.app.commandOptions().testingEnabled else (lambda text: slicer.util.confirmOkCancelDisplay(
             text, windowTitle=_("LatentSR: install packages")))
         restart = lambda text: slicer.util.confirmYesNoDisplay(text + "\n\n" + _("Restart Slicer now?")) and slicer.util.restart()
         self._lastLog = None
-        self._show(self.runner.start(methods, start, confirm, self._showStatus, restart))  # restart: an upgrade is loaded
+        self._show(self.runner.start(methods, start, confirm, self._showStatus, restart, scoring))
 
     def onSuperResolveButton(self) -> None:
         if self.runner.running:
@@ -257,7 +257,7 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onCheckButton(self) -> None:
         p = self._parameterNode
         self._start([name for name, _label in lsr.methods()],
-                    lambda: lsr.start_check_job(p.inputNode, roi=p.roi, device=p.device))
+                    lambda: lsr.start_check_job(p.inputNode, roi=p.roi, device=p.device), scoring=True)
 
     def _show(self, update) -> None:
         self.ui.progressBar.value = update.percent

@@ -167,7 +167,7 @@ def test_panel_cancel_and_errors_leave_the_scene_unchanged(latentsr_module, make
 def test_logic_installs_what_is_missing(latentsr_module, monkeypatch):
     module, fakes = latentsr_module
     missing = [["torch", "scikit-image"], []]
-    monkeypatch.setattr(install, "missing_requirements", lambda methods: missing[0] if fakes.pip == [] else missing[1])
+    monkeypatch.setattr(install, "missing_requirements", lambda methods, scoring=False: missing[0] if fakes.pip == [] else missing[1])
     statuses: list[str] = []
     questions: list[str] = []
     assert mrml.ensure_requirements(["ae"], confirm=lambda text: questions.append(text) or True,
@@ -202,7 +202,7 @@ def test_minimum_versions_are_those_of_pyproject():
     dependencies = text[text.index("dependencies = ["):text.index("]", text.index("dependencies = ["))]
     declared = dict(re.findall(r'"([A-Za-z0-9_-]+)(?:\[[^\]]*\])?>=([0-9.]+)"', dependencies))
     assert {name: declared[name] for name in install.MINIMUM_VERSIONS} == install.MINIMUM_VERSIONS
-    needed = set(install._needed([name for name, _ in mrml.methods()]))  # what the panel may install
+    needed = set(install._needed([name for name, _ in mrml.methods()], scoring=True))  # what the panel may install
     assert needed <= set(install.MINIMUM_VERSIONS)
 
 
@@ -270,3 +270,10 @@ def test_a_failed_run_shows_its_log(latentsr_module, make_panel, mrml_scene, tmp
     ui.superResolveButton.click()                     # the next run hides the button again
     run_timer(widget)
     assert not ui.showLogButton.visible and len(fakes.errors) == 1
+
+
+def test_conventional_methods_need_nothing_a_stock_slicer_lacks():
+    """SciPy and SimpleITK ship with Slicer; scikit-image (SSIM, PSNR) is asked for only by a check."""
+    assert set(install._needed(["linear", "bspline", "lanczos"])) == {"SimpleITK", "scipy"}
+    assert "scikit-image" in install._needed(["linear"], scoring=True)
+    assert set(install._needed(["flow"])) == {"SimpleITK", "scipy", "opencv-python-headless"}

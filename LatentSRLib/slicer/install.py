@@ -31,9 +31,12 @@ REQUIREMENT_REASONS = {
     "opencv-python-headless": "optical flow for the motion-compensated methods (flow, motion)",
     "nibabel": "reads NIfTI files whole (refuses truncated files)",
 }
-#: pip requirement -> importable module that every method needs; each method adds its own
-#: (``Method.requirements``: torch for the learned ones, OpenCV for the flow-based ones).
-_REQUIREMENTS_ALWAYS = {"SimpleITK": "SimpleITK", "scipy": "scipy", "scikit-image": "skimage", "nibabel": "nibabel"}
+#: pip requirement -> importable module that every method needs (both ship with Slicer, but an old one
+#: is upgraded); each method adds its own (``Method.requirements``: torch for the learned ones, OpenCV
+#: for the flow-based ones). Files are read with Slicer's readers or SimpleITK: no nibabel.
+_REQUIREMENTS_ALWAYS = {"SimpleITK": "SimpleITK", "scipy": "scipy"}
+#: What scoring ("Check on this scan") adds: SSIM and PSNR.
+_REQUIREMENTS_SCORING = {"scikit-image": "skimage"}
 #: The lowest version of each that LatentSR works with: the same as pyproject.toml's ``dependencies``
 #: (Testing/test_slicer_load.py checks that they agree; the built extension has no pyproject.toml).
 MINIMUM_VERSIONS = {"torch": "2.0", "numpy": "1.23", "SimpleITK": "2.2", "nibabel": "4.0", "scikit-image": "0.21",
@@ -43,16 +46,18 @@ _DISTRIBUTIONS = {"opencv-python-headless": ("opencv-python-headless", "opencv-p
                                              "opencv-contrib-python-headless")}
 
 
-def _needed(methods: Iterable[str]) -> dict[str, str]:
+def _needed(methods: Iterable[str], scoring: bool = False) -> dict[str, str]:
     """pip requirement -> module, for ``methods`` (unknown names refused with one line)."""
     needed = {package: module for m in methods for package, module in registry.get(m).requirements}
     needed.update(_REQUIREMENTS_ALWAYS)
+    needed.update(_REQUIREMENTS_SCORING if scoring else {})
     return needed
 
 
-def missing_requirements(methods: Iterable[str]) -> list[str]:
-    """pip requirements that the given methods need and that are not importable (theirs first)."""
-    return [requirement for requirement, module in _needed(methods).items()
+def missing_requirements(methods: Iterable[str], scoring: bool = False) -> list[str]:
+    """pip requirements that the given methods (and ``scoring`` them, for a check) need and that are not
+    importable (the methods' own first)."""
+    return [requirement for requirement, module in _needed(methods, scoring).items()
             if importlib.util.find_spec(module) is None]
 
 
@@ -71,11 +76,11 @@ def installed_version(requirement: str) -> str | None:
     return None
 
 
-def outdated_requirements(methods: Iterable[str]) -> dict[str, str]:
+def outdated_requirements(methods: Iterable[str], scoring: bool = False) -> dict[str, str]:
     """Installed requirements of ``methods`` older than :data:`MINIMUM_VERSIONS`: name -> installed version.
     (A module importable without package metadata, e.g. one Slicer built itself, is taken as it is.)"""
     found = {}
-    for requirement, module in _needed(methods).items():
+    for requirement, module in _needed(methods, scoring).items():
         version = installed_version(requirement) if importlib.util.find_spec(module) is not None else None
         minimum = MINIMUM_VERSIONS.get(requirement)
         if version and minimum and _version_tuple(version) < _version_tuple(minimum):
@@ -98,7 +103,7 @@ def _pip_requirement(name: str) -> str:
 
 def ensure_requirements(methods: Iterable[str], confirm: Callable[[str], bool] | None = None,
                         report: Callable[[str], None] | None = None,
-                        restart: Callable[[str], None] | None = None) -> bool:
+                        restart: Callable[[str], None] | None = None, scoring: bool = False) -> bool:
     """Install what ``methods`` need and is missing or too old, after ``confirm(question)``; False if
     declined. An upgraded package that this process had already imported needs a restart:
     ``restart(message)`` is called (the panel asks whether to restart Slicer) and False is returned.
@@ -107,13 +112,13 @@ def ensure_requirements(methods: Iterable[str], confirm: Callable[[str], bool] |
         LatentSRError: something is still missing or too old after installing.
     """
     methods = list(methods)
-    missing, outdated = missing_requirements(methods), outdated_requirements(methods)
+    missing, outdated = missing_requirements(methods, scoring), outdated_requirements(methods, scoring)
     if not missing and not outdated:
         return True
     if confirm is not None and not confirm(consent_text(missing, outdated)):
         return False
     report = report or (lambda text: None)
-    needed = _needed(methods)
+    needed = _needed(methods, scoring)
     loaded = [name for name in outdated if needed[name] in sys.modules]
     wanted = [*missing, *outdated]
     if "torch" in wanted:
@@ -124,7 +129,7 @@ def ensure_requirements(methods: Iterable[str], confirm: Callable[[str], bool] |
         report(f"Installing {', '.join(others)}...")
         slicer.util.pip_install(" ".join(_pip_requirement(name) for name in others))
     importlib.invalidate_caches()
-    still = missing_requirements(methods) + list(outdated_requirements(methods))
+    still = missing_requirements(methods, scoring) + list(outdated_requirements(methods, scoring))
     if still:
         raise LatentSRError(f"still missing or too old after installation: {', '.join(still)}")
     report(f"Installed {', '.join(wanted)}.")

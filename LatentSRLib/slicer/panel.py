@@ -49,11 +49,12 @@ class PanelRunner:
         return self.job is not None
 
     def start(self, methods: list[str], start: Callable[[], object], confirm: Callable[[str], bool] | None = None,
-              report: Callable[[str], None] | None = None, restart: Callable[[str], None] | None = None) -> Update:
-        """Install what ``methods`` need (asking ``confirm``; ``restart`` when an upgrade needs one), then
-        ``start()`` the job."""
+              report: Callable[[str], None] | None = None, restart: Callable[[str], None] | None = None,
+              scoring: bool = False) -> Update:
+        """Install what ``methods`` (and ``scoring`` them, for a check) need, asking ``confirm`` (and
+        ``restart`` when an upgrade needs one), then ``start()`` the job."""
         try:
-            if not ensure_requirements(methods, confirm, report, restart):
+            if not ensure_requirements(methods, confirm, report, restart, scoring):
                 return Update(0, "Nothing was done: the required Python packages are not installed (or need a "
                                  "restart of Slicer).", False)
             self.job = start()
