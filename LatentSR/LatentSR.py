@@ -239,12 +239,12 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- runs: lsr.PanelRunner starts, polls and finishes them; the timer polls; _show shows each update --
 
-    def _start(self, methods: list, start, scoring: bool = False) -> None:
+    def _start(self, methods: list, start, **needs) -> None:  # needs: scoring (a check), resampling_check
         confirm = None if slicer.app.commandOptions().testingEnabled else (lambda text: slicer.util.confirmOkCancelDisplay(
             text, windowTitle=_("LatentSR: install packages")))
         restart = lambda text: slicer.util.confirmYesNoDisplay(text + "\n\n" + _("Restart Slicer now?")) and slicer.util.restart()
         self._lastLog = None
-        self._show(self.runner.start(methods, start, confirm, self._showStatus, restart, scoring))
+        self._show(self.runner.start(methods, start, confirm, self._showStatus, restart, **needs))
 
     def onSuperResolveButton(self) -> None:
         if self.runner.running:
@@ -252,7 +252,7 @@ class LatentSRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self._start(self._methods(), lambda: lsr.start_job(
             p.inputNode, self._methods(), *self._factorAndSpacing(), device=p.device, weights=p.model or None,
-            roi=p.roi, prefix=p.outputPrefix or None, resampling_check=p.resamplingCheck))
+            roi=p.roi, prefix=p.outputPrefix or None, resampling_check=p.resamplingCheck), resampling_check=p.resamplingCheck)
 
     def onCheckButton(self) -> None:
         p = self._parameterNode

@@ -236,7 +236,8 @@ def test_learned_results_are_clipped_to_the_input_range_by_default(oblique_volum
 
 
 def test_slicer_installs_what_each_method_needs(monkeypatch):
-    """Torch only for learned methods, OpenCV only for the flow-based ones (nothing is installed here)."""
+    """Torch for learned methods and for the cross-fade check (a torch network) of the flow-based ones, which
+    also need OpenCV; nothing for conventional ones (nothing is installed here)."""
     import importlib.util
 
     from LatentSRLib.slicer import install
@@ -244,7 +245,8 @@ def test_slicer_installs_what_each_method_needs(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(install.importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a))
     assert install.missing_requirements(["linear", "bspline"]) == []
-    assert install.missing_requirements(["flow"]) == ["opencv-python-headless"]
+    assert install.missing_requirements(["flow"]) == ["opencv-python-headless", "torch"]   # the check on
+    assert install.missing_requirements(["flow"], resampling_check=False) == ["opencv-python-headless"]
     assert install.missing_requirements(["ae"]) == ["torch"]
     assert sorted(install.missing_requirements(["motion"])) == ["opencv-python-headless", "torch"]
 

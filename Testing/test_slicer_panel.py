@@ -167,7 +167,7 @@ def test_panel_cancel_and_errors_leave_the_scene_unchanged(latentsr_module, make
 def test_logic_installs_what_is_missing(latentsr_module, monkeypatch):
     module, fakes = latentsr_module
     missing = [["torch", "scikit-image"], []]
-    monkeypatch.setattr(install, "missing_requirements", lambda methods, scoring=False: missing[0] if fakes.pip == [] else missing[1])
+    monkeypatch.setattr(install, "missing_requirements", lambda methods, **needs: missing[0] if fakes.pip == [] else missing[1])
     statuses: list[str] = []
     questions: list[str] = []
     assert mrml.ensure_requirements(["ae"], confirm=lambda text: questions.append(text) or True,
@@ -276,4 +276,5 @@ def test_conventional_methods_need_nothing_a_stock_slicer_lacks():
     """SciPy and SimpleITK ship with Slicer; scikit-image (SSIM, PSNR) is asked for only by a check."""
     assert set(install._needed(["linear", "bspline", "lanczos"])) == {"SimpleITK", "scipy"}
     assert "scikit-image" in install._needed(["linear"], scoring=True)
-    assert set(install._needed(["flow"])) == {"SimpleITK", "scipy", "opencv-python-headless"}
+    assert set(install._needed(["flow"], resampling_check=False)) == {"SimpleITK", "scipy", "opencv-python-headless"}
+    assert "torch" in install._needed(["flow"])   # the cross-fade check is a small torch network

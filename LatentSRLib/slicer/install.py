@@ -24,7 +24,8 @@ from .. import methods as registry
 
 #: Why each requirement is needed, for the consent dialog.
 REQUIREMENT_REASONS = {
-    "torch": "runs the learned super-resolution models (a large download; uses the GPU when there is one)",
+    "torch": "runs the learned models, and the check of Flow and Motion for re-sampled stacks (a small network; "
+             "switch the check off under Advanced to do without); a large download; uses the GPU when there is one",
     "SimpleITK": "reads and writes images",
     "scipy": "B-spline and Lanczos interpolation",
     "scikit-image": "image quality measures",
@@ -46,18 +47,22 @@ _DISTRIBUTIONS = {"opencv-python-headless": ("opencv-python-headless", "opencv-p
                                              "opencv-contrib-python-headless")}
 
 
-def _needed(methods: Iterable[str], scoring: bool = False) -> dict[str, str]:
-    """pip requirement -> module, for ``methods`` (unknown names refused with one line)."""
-    needed = {package: module for m in methods for package, module in registry.get(m).requirements}
+def _needed(methods: Iterable[str], scoring: bool = False, resampling_check: bool = True) -> dict[str, str]:
+    """pip requirement -> module, for ``methods`` (unknown names refused with one line); with
+    ``resampling_check``, methods that ask the cross-fade detector (a torch network) need torch too."""
+    chosen = [registry.get(m) for m in methods]
+    needed = {package: module for method in chosen for package, module in method.requirements}
+    if resampling_check and any(method.asks_crossfade_detector for method in chosen):
+        needed["torch"] = "torch"
     needed.update(_REQUIREMENTS_ALWAYS)
     needed.update(_REQUIREMENTS_SCORING if scoring else {})
     return needed
 
 
-def missing_requirements(methods: Iterable[str], scoring: bool = False) -> list[str]:
-    """pip requirements that the given methods (and ``scoring`` them, for a check) need and that are not
-    importable (the methods' own first)."""
-    return [requirement for requirement, module in _needed(methods, scoring).items()
+def missing_requirements(methods: Iterable[str], scoring: bool = False, resampling_check: bool = True) -> list[str]:
+    """pip requirements that the given methods (run with ``resampling_check``, and ``scoring`` them for a
+    check) need and that are not importable (the methods' own first)."""
+    return [requirement for requirement, module in _needed(methods, scoring, resampling_check).items()
             if importlib.util.find_spec(module) is None]
 
 
@@ -76,11 +81,11 @@ def installed_version(requirement: str) -> str | None:
     return None
 
 
-def outdated_requirements(methods: Iterable[str], scoring: bool = False) -> dict[str, str]:
+def outdated_requirements(methods: Iterable[str], scoring: bool = False, resampling_check: bool = True) -> dict[str, str]:
     """Installed requirements of ``methods`` older than :data:`MINIMUM_VERSIONS`: name -> installed version.
     (A module importable without package metadata, e.g. one Slicer built itself, is taken as it is.)"""
     found = {}
-    for requirement, module in _needed(methods, scoring).items():
+    for requirement, module in _needed(methods, scoring, resampling_check).items():
         version = installed_version(requirement) if importlib.util.find_spec(module) is not None else None
         minimum = MINIMUM_VERSIONS.get(requirement)
         if version and minimum and _version_tuple(version) < _version_tuple(minimum):
@@ -103,7 +108,8 @@ def _pip_requirement(name: str) -> str:
 
 def ensure_requirements(methods: Iterable[str], confirm: Callable[[str], bool] | None = None,
                         report: Callable[[str], None] | None = None,
-                        restart: Callable[[str], None] | None = None, scoring: bool = False) -> bool:
+                        restart: Callable[[str], None] | None = None, scoring: bool = False,
+                        resampling_check: bool = True) -> bool:
     """Install what ``methods`` need and is missing or too old, after ``confirm(question)``; False if
     declined. An upgraded package that this process had already imported needs a restart:
     ``restart(message)`` is called (the panel asks whether to restart Slicer) and False is returned.
@@ -112,13 +118,14 @@ def ensure_requirements(methods: Iterable[str], confirm: Callable[[str], bool] |
         LatentSRError: something is still missing or too old after installing.
     """
     methods = list(methods)
-    missing, outdated = missing_requirements(methods, scoring), outdated_requirements(methods, scoring)
+    needs = dict(scoring=scoring, resampling_check=resampling_check)
+    missing, outdated = missing_requirements(methods, **needs), outdated_requirements(methods, **needs)
     if not missing and not outdated:
         return True
     if confirm is not None and not confirm(consent_text(missing, outdated)):
         return False
     report = report or (lambda text: None)
-    needed = _needed(methods, scoring)
+    needed = _needed(methods, **needs)
     loaded = [name for name in outdated if needed[name] in sys.modules]
     wanted = [*missing, *outdated]
     if "torch" in wanted:
@@ -129,7 +136,7 @@ def ensure_requirements(methods: Iterable[str], confirm: Callable[[str], bool] |
         report(f"Installing {', '.join(others)}...")
         slicer.util.pip_install(" ".join(_pip_requirement(name) for name in others))
     importlib.invalidate_caches()
-    still = missing_requirements(methods, scoring) + list(outdated_requirements(methods, scoring))
+    still = missing_requirements(methods, **needs) + list(outdated_requirements(methods, **needs))
     if still:
         raise LatentSRError(f"still missing or too old after installation: {', '.join(still)}")
     report(f"Installed {', '.join(wanted)}.")

@@ -50,11 +50,11 @@ class PanelRunner:
 
     def start(self, methods: list[str], start: Callable[[], object], confirm: Callable[[str], bool] | None = None,
               report: Callable[[str], None] | None = None, restart: Callable[[str], None] | None = None,
-              scoring: bool = False) -> Update:
-        """Install what ``methods`` (and ``scoring`` them, for a check) need, asking ``confirm`` (and
-        ``restart`` when an upgrade needs one), then ``start()`` the job."""
+              scoring: bool = False, resampling_check: bool = True) -> Update:
+        """Install what ``methods`` (run with ``resampling_check``; and ``scoring`` them, for a check) need,
+        asking ``confirm`` (and ``restart`` when an upgrade needs one), then ``start()`` the job."""
         try:
-            if not ensure_requirements(methods, confirm, report, restart, scoring):
+            if not ensure_requirements(methods, confirm, report, restart, scoring, resampling_check):
                 return Update(0, "Nothing was done: the required Python packages are not installed (or need a "
                                  "restart of Slicer).", False)
             self.job = start()
