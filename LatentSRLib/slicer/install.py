@@ -30,7 +30,6 @@ REQUIREMENT_REASONS = {
     "scipy": "B-spline and Lanczos interpolation",
     "scikit-image": "image quality measures",
     "opencv-python-headless": "optical flow for the motion-compensated methods (flow, motion)",
-    "nibabel": "reads NIfTI files whole (refuses truncated files)",
 }
 #: pip requirement -> importable module that every method needs (both ship with Slicer, but an old one
 #: is upgraded); each method adds its own (``Method.requirements``: torch for the learned ones, OpenCV
@@ -38,10 +37,11 @@ REQUIREMENT_REASONS = {
 _REQUIREMENTS_ALWAYS = {"SimpleITK": "SimpleITK", "scipy": "scipy"}
 #: What scoring ("Check on this scan") adds: SSIM and PSNR.
 _REQUIREMENTS_SCORING = {"scikit-image": "skimage"}
-#: The lowest version of each that LatentSR works with: the same as pyproject.toml's ``dependencies``
-#: (Testing/test_slicer_load.py checks that they agree; the built extension has no pyproject.toml).
-MINIMUM_VERSIONS = {"torch": "2.0", "numpy": "1.23", "SimpleITK": "2.2", "nibabel": "4.0", "scikit-image": "0.21",
-                    "scipy": "1.10", "opencv-python-headless": "4.8"}
+#: The lowest version of each package the panel may install or upgrade: the same as pyproject.toml's
+#: ``dependencies`` (Testing/test_slicer_panel.py checks that they agree; the built extension has no
+#: pyproject.toml).
+MINIMUM_VERSIONS = {"torch": "2.0", "SimpleITK": "2.2", "scikit-image": "0.21", "scipy": "1.10",
+                    "opencv-python-headless": "4.8"}
 #: Distributions that provide the same module (pip names differ from the module's).
 _DISTRIBUTIONS = {"opencv-python-headless": ("opencv-python-headless", "opencv-python", "opencv-contrib-python",
                                              "opencv-contrib-python-headless")}

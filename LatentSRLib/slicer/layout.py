@@ -153,7 +153,7 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
         orientation = through_plane_orientation(nodes[0])
     elif orientation not in _ORIENTATION_NORMALS:
         raise LatentSRError(f"unknown orientation '{orientation}' (use auto, {', '.join(_ORIENTATION_NORMALS)})")
-    fit_volume = proxy_volume(fit_to) if fit_to is not None else volumes[1 if len(volumes) > 1 else 0]
+    fit_volume = proxy_volume(fit_to) if fit_to is not None else _fitted_by_default(volumes)
 
     layout = scene.GetFirstNodeByClass("vtkMRMLLayoutNode") or scene.AddNewNodeByClass("vtkMRMLLayoutNode")
     xml = _layout_xml(len(volumes), orientation)
@@ -164,9 +164,9 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
     layout.SetViewArrangement(COMPARISON_LAYOUT_ID)  # in Slicer, the layout manager now makes the views
 
     app_logic = app_logic if app_logic is not None else _application_logic()
+    logics = _view_logics(scene, len(volumes), app_logic)
     slice_nodes, composite_nodes = [], []
-    for number, volume in enumerate(volumes, start=1):
-        logic = _slice_logic(scene, f"{COMPARISON_VIEW_PREFIX}{number}", app_logic)
+    for logic, volume in zip(logics, volumes):
         slice_node = logic.GetSliceNode()
         slice_node.SetViewGroup(COMPARISON_VIEW_GROUP)
         slice_node.SetOrientation(orientation)
@@ -177,14 +177,24 @@ def show_comparison(nodes: Sequence["slicer.vtkMRMLNode"], orientation: str = "a
         composite.SetLinkedControl(1)
         slice_nodes.append(slice_node)
         composite_nodes.append(composite)
-    _fit(scene, fit_volume, app_logic, len(volumes))
+    _fit(logics, fit_volume)
     return Comparison(COMPARISON_LAYOUT_ID, orientation, volumes, slice_nodes, composite_nodes)
 
 
-def _fit(scene, volume, app_logic, count: int) -> None:
+def _fitted_by_default(items: list):
+    """The view all are fitted to unless told otherwise: the second (the first output, the ROI crop
+    when one was used), else the only one."""
+    return items[1 if len(items) > 1 else 0]
+
+
+def _view_logics(scene, count: int, app_logic) -> list:
+    """The slice logics of comparison views LatentSR1 ... LatentSR<count>."""
+    return [_slice_logic(scene, f"{COMPARISON_VIEW_PREFIX}{number}", app_logic) for number in range(1, count + 1)]
+
+
+def _fit(logics: list, volume) -> None:
     """Fit the first view to ``volume`` at its current size; the others copy its plane (fitting each
     would snap the slice offset to the voxel grid of each view's own background, which differs)."""
-    logics = [_slice_logic(scene, f"{COMPARISON_VIEW_PREFIX}{number}", app_logic) for number in range(1, count + 1)]
     width, height = logics[0].GetSliceNode().GetDimensions()[:2]
     logics[0].FitSliceToVolume(volume, width, height)
     for logic in logics[1:]:
@@ -204,12 +214,10 @@ def fit_comparison_views(scene: "slicer.vtkMRMLScene | None" = None, app_logic=N
     if layout is None or layout.GetViewArrangement() != COMPARISON_LAYOUT_ID:
         return False
     app_logic = app_logic if app_logic is not None else _application_logic()
-    count = layout.GetLayoutDescription(COMPARISON_LAYOUT_ID).count("vtkMRMLSliceNode")
-    backgrounds = [_slice_logic(scene, f"{COMPARISON_VIEW_PREFIX}{n}", app_logic).GetSliceCompositeNode()
-                   .GetBackgroundVolumeID() for n in range(1, count + 1)]
-    volume = scene.GetNodeByID(backgrounds[1 if count > 1 else 0] or "")
+    logics = _view_logics(scene, layout.GetLayoutDescription(COMPARISON_LAYOUT_ID).count("vtkMRMLSliceNode"), app_logic)
+    volume = scene.GetNodeByID(_fitted_by_default(logics).GetSliceCompositeNode().GetBackgroundVolumeID() or "")
     if volume is None:
         return False
-    _fit(scene, volume, app_logic, count)
+    _fit(logics, volume)
     return True
 
