@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import LatentSRError, __version__
-from .folders import check_folder, linked_folders
-from .manifest import (DONE, FAILED, SKIPPED, TEMPORARY_PREFIX, Record, input_sha256, made_from, one_line,
-                       output_fingerprint, output_intact, read_sidecar, sidecar_path, write_manifest, write_sidecar)
+from . import LatentSRError, __version__, atomic
 from .engine import Engine
+from .folders import check_folder, linked_folders
+from .manifest import (DONE, FAILED, SKIPPED, Record, input_sha256, made_from, one_line,
+                       output_fingerprint, output_intact, read_sidecar, sidecar_path, write_manifest, write_sidecar)
 from .memory import output_shape
 from .volume import check_output, find_images, read, slice_axis, volume_name, write
 
@@ -97,7 +97,7 @@ def plan(paths: Sequence[str | os.PathLike], out: str | os.PathLike, method: str
     """
     studies, seen = [], {}
     for entry in map(Path, paths):
-        for link in linked_folders(entry, skip=TEMPORARY_PREFIX):
+        for link in linked_folders(entry, skip=atomic.PREFIX):
             studies.append(Study(str(link), str(out), "", refused=f"{link} is a symbolic link to a folder: not "
                                  "followed (give the folder it points to as an input instead)"))
         for source in find_images([entry]):

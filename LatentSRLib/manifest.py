@@ -28,14 +28,14 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import atomic
+
 #: manifest.csv columns, in order.
 COLUMNS = ("input", "output", "method", "factor", "weights_sha256", "seconds", "status", "error", "notes")
 #: Study outcomes: written now, skipped (a matching sidecar says it is done), failed, or not run
 #: (the run was interrupted before the study finished).
 DONE, SKIPPED, FAILED, NOT_RUN = "done", "skipped", "failed", "not-run"
 SIDECAR_SUFFIX = ".json"
-#: Prefix of temporary files (the same as :func:`LatentSRLib.volume.write` uses): never results.
-TEMPORARY_PREFIX = ".latentsr-"
 
 
 @dataclasses.dataclass
@@ -78,20 +78,9 @@ def sidecar_path(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + SIDECAR_SUFFIX)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write text through a private staging folder beside ``path`` and rename it over ``path`` (never
-    partial, never through a symlink planted at ``path``; :func:`LatentSRLib.atomic.write_text`).
-
-    Raises:
-        LatentSRError: the folder is not writable or the disk is full (one line, no traceback).
-    """
-    from .atomic import write_text
-    write_text(path, text, overwrite=True)
-
-
 def write_sidecar(output: str | os.PathLike, content: dict[str, Any]) -> Path:
     path = sidecar_path(output)
-    _write_atomic(path, json.dumps(content, indent=1, sort_keys=True) + "\n")
+    atomic.write_text(path, json.dumps(content, indent=1, sort_keys=True) + "\n")  # never partial, never through a symlink
     return path
 
 
@@ -139,7 +128,7 @@ def write_manifest(records: Iterable[Record], path: str | os.PathLike) -> Path:
     writer.writerow(COLUMNS)
     for record in records:
         writer.writerow(record.row())
-    _write_atomic(path, buffer.getvalue())
+    atomic.write_text(path, buffer.getvalue())
     return path
 
 

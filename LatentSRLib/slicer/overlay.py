@@ -14,7 +14,7 @@ import vtk
 
 from .. import LatentSRError
 from .outputs import ATTRIBUTE_CONFIDENCE, result_mark
-from .sequences import proxy_volume, sequence_of_proxy
+from .sequences import proxy_volume
 
 #: Name of the colour node made once per scene.
 COLOR_NODE_NAME = "LatentSR confidence"
