@@ -1,7 +1,8 @@
 """Volumes in memory and on disk.
 
 A :class:`Volume` is an array shaped (T, Z, Y, X) (float32, or float64 for pixel types float32 cannot
-hold exactly: :func:`carrier_dtype`) plus the 3D geometry of one frame in ITK conventions (LPS, spacing/origin in mm, direction columns = axis directions). 3D images have T=1.
+hold exactly: :func:`carrier_dtype`) plus the 3D geometry of one frame in ITK conventions (LPS,
+spacing/origin in mm, direction columns = axis directions). 3D images have T=1.
 Files are read and written with SimpleITK: NIfTI, NRRD, MHA/MHD, and read from DICOM folders (a 3D
 series or a cine, :mod:`.dicom`); 4D files keep time as their last axis. Reading refuses what cannot
 be read whole or only what was given (:mod:`.readers`: truncated files, NaN/Inf samples, zero or NaN

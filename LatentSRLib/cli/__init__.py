@@ -17,10 +17,9 @@ from . import evaluate, models, super_resolve, train
 
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
-    from ..pipeline import WEIGHTS_KIND
     from .options import check_device
     names = [m.strip().lower() for m in args.methods.split(",")] if args.methods else ["ae"]  # default: learned too
-    check_device(args.device, [m for m in names if m in WEIGHTS_KIND])
+    check_device(args.device, names)
     report = run_demo(args.input, args.out, methods=args.methods.split(",") if args.methods else None,
                       device=args.device, progress=not args.quiet)
     print(report)

@@ -15,11 +15,10 @@ WEIGHTS_FLAGS = ("ae", "contrastive", "motion")
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..folders import check_folder
-    from ..pipeline import WEIGHTS_KIND
     methods = method_list(args.methods)
     weights = {kind: getattr(args, f"{kind}_weights") for kind in WEIGHTS_FLAGS if getattr(args, f"{kind}_weights")}
     check_cluster(args, used=True)  # before any work and any file: evaluate writes only once all is scored
-    check_device(args.device, [m for m in methods if m in WEIGHTS_KIND], local=not args.scheduler)
+    check_device(args.device, methods, local=not args.scheduler)
     check_correction(args)
     check_folder(args.out, "--out")
     common = dict(keep_every=args.keep_every, device=args.device, weights=weights or None,
@@ -39,8 +38,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from ..check import check_scan
     methods = method_list(args.methods) if args.methods else None
-    from ..pipeline import WEIGHTS_KIND
-    check_device(args.device, [m for m in methods or ["ae"] if m in WEIGHTS_KIND])  # default: learned ones too
+    check_device(args.device, methods or ["ae"])  # default: every method, learned ones too
     result = check_scan(read(args.scan), methods, args.max_seconds, frame=args.frame, device=args.device)
     print(result.table())
     return 0

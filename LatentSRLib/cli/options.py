@@ -79,12 +79,14 @@ def note(text: str) -> None:
     print(f"latentsr: note: {text}", file=sys.stderr)
 
 
-def check_device(device: str, learned: list[str], local: bool = True) -> None:
+def check_device(device: str, methods: list[str], local: bool = True) -> None:
     """Refuse a device LatentSR cannot use, before any work and whatever the methods; with learned
-    methods run here (``local``), also one that this machine lacks. A device other than auto or cpu
-    for conventional methods only is noted: they always run on the CPU."""
+    methods among ``methods`` run here (``local``), also one that this machine lacks. A device other
+    than auto or cpu for conventional methods only is noted: they always run on the CPU."""
     from ..devices import check_device_name, pick_device
+    from ..pipeline import WEIGHTS_KIND
     device = check_device_name(device)
+    learned = [m for m in methods if m in WEIGHTS_KIND]
     if learned and local:
         pick_device(device)  # imports torch, which the learned methods need anyway
     elif not learned and device not in ("auto", "cpu"):

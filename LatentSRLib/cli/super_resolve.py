@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                                                  or _names_a_folder(args.output))
     # Every option is checked before anything is read or made
     check_cluster(args, used=cohort)
-    check_device(args.device, [args.method] if method.learned else [], local=not (cohort and args.scheduler))
+    check_device(args.device, [args.method], local=not (cohort and args.scheduler))
     check_correction(args)
     if cohort:
         if args.confidence_out:
