@@ -23,14 +23,13 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from . import LatentSRError
+from . import LatentSRError, readers
 
 NIFTI = (".nii", ".nii.gz")
 #: Suffixes whose data SimpleITK writes to a separate ``<name>.raw`` file.
@@ -39,8 +38,6 @@ DETACHED = (".nhdr", ".mhd")
 DIRECTION_TOLERANCE, SPACING_TOLERANCE, ORIGIN_TOLERANCE_MM = 1e-4, 1e-5, 1e-3
 #: Largest deviation from right angles (degrees) NIfTI outputs accept: float32 headers round to ~1e-5.
 SHEAR_TOLERANCE_DEGREES = 1e-3
-#: Bytes of a header read for its data file names (headers are a few hundred bytes).
-HEADER_BYTES = 1 << 20
 
 
 def _suffix(path: Path) -> str:
@@ -67,7 +64,7 @@ def input_files(path: str | Path) -> list[Path]:
         return [p for p in path.rglob("*") if p.is_file()]
     suffix, files = _suffix(path), [path]
     if suffix in (".nhdr", ".nrrd", ".mhd", ".mha"):
-        files += _named_data_files(path, suffix in (".nhdr", ".nrrd"))
+        files += _named_data_files(path)
     elif suffix == ".hdr":
         stem = path.name[:-4]
         files += [path.with_name(stem + ".img"), path.with_name(stem + ".img.gz")]
@@ -76,37 +73,13 @@ def input_files(path: str | Path) -> list[Path]:
     return files
 
 
-def _named_data_files(header: Path, nrrd: bool) -> list[Path]:
-    """Data files named in a header: one name, a LIST of names, or a printf pattern with a range."""
+def _named_data_files(header: Path) -> list[Path]:
+    """Data files named in a header (:func:`.readers.data_files`); none where it cannot be read (the
+    reader reports that file)."""
     try:
-        with open(header, "rb") as stream:
-            text = stream.read(HEADER_BYTES).decode("latin-1")
-    except OSError:
+        return readers.data_files(header)
+    except (OSError, LatentSRError):
         return []
-    lines = text.split("\n")
-    key = re.compile(r"^\s*(data ?file)\s*:\s*(.*)$" if nrrd else r"^\s*ElementDataFile\s*=\s*(.*)$", re.I)
-    for number, line in enumerate(lines):
-        if nrrd and not line.strip():
-            break  # a detached NRRD header ends at its first empty line
-        match = key.match(line)
-        if not match:
-            continue
-        value = match.group(match.lastindex).strip()
-        words = value.split()
-        if not words or words[0] == "LOCAL":
-            return []
-        if words[0] == "LIST":
-            names = [entry.strip() for entry in lines[number + 1:] if entry.strip()]
-        elif len(words) >= 4 and "%" in words[0]:
-            try:
-                first, last, step = (int(w) for w in words[1:4])
-                names = [words[0] % i for i in range(first, last + (1 if step > 0 else -1), step)][:100000]
-            except (ValueError, TypeError, ZeroDivisionError):
-                names = [value]
-        else:
-            names = [value]
-        return [header.parent / name for name in names]
-    return []
 
 
 def check_files(path: Path, suffix: str, protect: Sequence[str | Path], overwrite: bool,

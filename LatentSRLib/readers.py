@@ -139,6 +139,25 @@ def check_header(path: Path, allow_external_data: bool = False) -> None:
     check_data_files(path, data_files, allow_external_data)
 
 
+def data_files(header: str | os.PathLike) -> list[Path]:
+    """The detached data files a NRRD (.nhdr, .nrrd) or MetaImage (.mhd, .mha) header names, as paths
+    beside the header (none for other files and for attached data).
+
+    Raises:
+        LatentSRError: a header without an end in its first 16 MB, or a pattern naming too many files.
+        OSError: the header cannot be read.
+    """
+    header = Path(header)
+    name = header.name.lower()
+    if name.endswith((".nrrd", ".nhdr")):
+        names = _nrrd_header(header)[1]
+    elif name.endswith((".mha", ".mhd")):
+        names = _meta_header(header)[1]
+    else:
+        return []
+    return [header.parent / name for name in names]
+
+
 def check_data_files(header: Path, names: list[str], allow_external_data: bool = False) -> None:
     """Refuse data files a header names that are not beside or below it (absolute paths elsewhere,
     ``../``, or a symbolic link pointing out): a crafted header must not make us read, and copy
